@@ -1,0 +1,26 @@
+"""Encoders alone: timm backbones (features_only, random weights) at 512x512, batch 1.
+
+Which backbone gives the most images per second per parameter on this CPU? Rows are sorted by
+efficiency (img/s per million backbone parameters), as in the original encoder table.
+"""
+
+from segbench import report
+from segbench.bench import Benchmark, main
+from segbench.models.encoders import ENCODERS
+
+BENCHMARK = Benchmark(
+    name="encoder_only",
+    title="Encoders alone (timm features_only), torch.compile + bf16 autocast",
+    families=["encoder"],
+    models=list(ENCODERS),
+    quick_models=["mobileone_s0", "mobilenetv4_conv_small", "resnet18"],
+    runtimes=["compile-bf16"],
+    quick_runtimes=["eager"],
+    columns=[report.MODEL, report.RUNTIME, report.PARAMS_WITH_HEAD, report.BACKBONE_PARAMS,
+             report.GFLOPS, report.THROUGHPUT, report.LATENCY, report.EFFICIENCY,
+             report.COMPILE, report.STATUS],
+    sort_key=report.ok_first(report.efficiency),
+)
+
+if __name__ == "__main__":
+    raise SystemExit(main(BENCHMARK))

@@ -1,0 +1,150 @@
+"""A benchmark = a matrix of cells + how to show its records. Scripts declare one and call main.
+
+``main`` is the whole life of a run: validate the command line (mistakes exit 2 before any
+work), run every cell in its own process, save the results file after each cell (an
+interrupted run keeps what it finished), print the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from segbench import cli, machine, report, runtimes
+from segbench.cell import Cell
+from segbench.isolate import run_isolated
+from segbench.measure import Protocol
+from segbench.models import ModelSpec, family, input_shape
+from segbench.results import Record, ResultsError, ResultsFile, load_or_new, results_path, save
+
+Tables = Callable[["Benchmark", ResultsFile], list[tuple[str, str]]]
+
+
+@dataclass
+class Benchmark:
+    name: str
+    title: str
+    families: Sequence[str]  # model families this benchmark instantiates for each model name
+    models: Sequence[str]
+    quick_models: Sequence[str]
+    runtimes: Sequence[str] = ("compile-bf16",)
+    quick_runtimes: Sequence[str] = ("eager",)
+    size: int = 512
+    quick_size: int = 256
+    parts: tuple[str, ...] = ()
+    columns: Sequence[report.Column] = ()
+    sort_key: Callable[[Record], object] | None = None
+    tables: Tables | None = None  # custom rendering; default one table from ``columns``
+    cells: Callable[["Benchmark", cli.Options], list[Cell]] | None = None  # custom matrix
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
+    description: str = ""
+    valid_models: Sequence[str] = field(default=())
+
+    def __post_init__(self) -> None:
+        if not self.valid_models:
+            names = [set(family(f).names()) for f in self.families]
+            self.valid_models = sorted(set.intersection(*names))
+
+    # --- the matrix --------------------------------------------------------------------------
+    def protocol(self, opts: cli.Options) -> Protocol:
+        return Protocol.smoke(opts.repeats) if opts.quick else Protocol.full(opts.repeats)
+
+    def default_cells(self, opts: cli.Options) -> list[Cell]:
+        cells = []
+        for name, fam, runtime in itertools.product(opts.models, self.families, opts.runtimes):
+            spec = ModelSpec(fam, name, opts.classes)
+            cells.append(Cell(benchmark=self.name, model=spec, runtime=runtime,
+                              shape=input_shape(spec, opts.size, opts.batch),
+                              threads=opts.threads, protocol=self.protocol(opts),
+                              parts=self.parts))
+        return cells
+
+    def make_cells(self, opts: cli.Options) -> list[Cell]:
+        return self.cells(self, opts) if self.cells else self.default_cells(opts)
+
+    # --- the report --------------------------------------------------------------------------
+    def render(self, results: ResultsFile) -> str:
+        """Markdown for a results file: every table, then where the numbers come from."""
+        if self.tables:
+            parts = self.tables(self, results)
+        else:
+            parts = [("", report.render_table(results.records, self.columns, self.sort_key))]
+        chunks = [(f"**{title}**\n\n" if title else "") + table for title, table in parts]
+        return "\n\n".join(chunks) + "\n\n" + report.provenance(results) + "\n"
+
+    # --- the command line --------------------------------------------------------------------
+    def parse(self, argv: Sequence[str] | None) -> cli.Options:
+        return cli.parse(argv, prog=f"benchmarks/{self.name}/benchmark.py",
+                         description=self.title, models=self.models,
+                         valid_models=self.valid_models, quick_models=self.quick_models,
+                         runtime_defaults=self.runtimes, quick_runtimes=self.quick_runtimes,
+                         size=self.size, quick_size=self.quick_size, families=self.families,
+                         add_arguments=self.add_arguments)
+
+    def listing(self) -> str:
+        lines = [f"models ({len(self.valid_models)}):"]
+        lines += [f"  {name}" for name in self.valid_models]
+        lines.append("runtimes:")
+        for name in runtimes.names():
+            try:
+                rt = runtimes.get(name)
+                why = rt.unavailable_reason()
+                lines.append(f"  {name:<16} {rt.precision}" + (f"  (skipped here: {why})" if why else ""))
+            except ImportError as exc:
+                lines.append(f"  {name:<16} (not installed: {exc})")
+        return "\n".join(lines)
+
+
+def _progress(i: int, n: int, cell: Cell) -> None:
+    shape = "x".join(map(str, cell.shape))
+    print(f"[{i}/{n}] {cell.model.label} | {cell.runtime} | {shape} ...", file=sys.stderr,
+          end="", flush=True)
+
+
+def _done(record: Record) -> None:
+    what = (f"{record.throughput:.1f} img/s" if record.ok and record.throughput
+            else record.reason)
+    took = f" ({record.elapsed_s:.0f} s)" if record.elapsed_s else ""
+    print(f" {record.status}: {what}{took}", file=sys.stderr, flush=True)
+
+
+def run(bench: Benchmark, opts: cli.Options, results: ResultsFile, path: Path) -> list[Record]:
+    """Every cell in its own process; the file is saved after each one."""
+    cells = bench.make_cells(opts)
+    done: list[Record] = []
+    start = time.monotonic()
+    for i, cell in enumerate(cells, 1):
+        _progress(i, len(cells), cell)
+        record = run_isolated(cell, timeout=opts.timeout)
+        _done(record)
+        results.upsert(record)
+        save(path, results)
+        done.append(record)
+    print(f"{len(cells)} cells in {time.monotonic() - start:.0f} s -> {path}", file=sys.stderr)
+    return done
+
+
+def main(bench: Benchmark, argv: Sequence[str] | None = None) -> int:
+    prog = f"benchmarks/{bench.name}/benchmark.py"
+    try:
+        opts = bench.parse(argv)
+        if opts.list:
+            print(bench.listing())
+            return 0
+        path = results_path(opts.out, bench.name, machine.slug(), opts.quick)
+        results = load_or_new(path, bench.name, machine.capture())
+    except (cli.UsageError, ResultsError) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        done = run(bench, opts, results, path)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; finished cells are kept in {path}", file=sys.stderr)
+        return 130
+    print(bench.render(ResultsFile(bench.name, results.machine, done)))
+    return 0

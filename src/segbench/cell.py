@@ -1,0 +1,51 @@
+"""A cell: one measurement, i.e. (model spec, runtime, input shape, threads) plus protocol."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from segbench.measure import Protocol
+from segbench.models import ModelSpec
+
+
+@dataclass
+class Cell:
+    benchmark: str
+    model: ModelSpec
+    runtime: str
+    shape: tuple[int, ...]  # full input shape, batch first
+    threads: int
+    protocol: Protocol = field(default_factory=Protocol)
+    parts: tuple[str, ...] = ()  # submodules also timed alone, e.g. ("encoder",)
+    fidelity: bool = True
+    memory_guard: bool = False  # estimate memory on the meta device first; skip if too big
+    runtime_options: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # benchmark labels copied to the record
+
+    @property
+    def batch(self) -> int:
+        return self.shape[0]
+
+    @property
+    def key(self) -> str:
+        opts = ",".join(f"{k}={v}" for k, v in sorted(self.runtime_options.items()))
+        tag = self.extra.get("tag", "")
+        shape = "x".join(str(s) for s in self.shape)
+        return "|".join(p for p in (self.model.family, self.model.name, str(self.model.classes),
+                                    self.runtime, opts, shape, f"t{self.threads}", tag))
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["shape"] = list(self.shape)
+        data["parts"] = list(self.parts)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Cell":
+        data = dict(data)
+        data["model"] = ModelSpec.from_dict(data["model"])
+        data["protocol"] = Protocol(**data["protocol"])
+        data["shape"] = tuple(data["shape"])
+        data["parts"] = tuple(data["parts"])
+        return cls(**data)

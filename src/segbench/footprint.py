@@ -1,0 +1,94 @@
+"""Static properties of a model on one input: parameters, FLOPs and forward-pass memory.
+
+These are counted, never guessed, and they work on the ``meta`` device, so the footprint of a
+3D network that would not fit in RAM can be known before anything is allocated (the memory
+guard of the 2d_vs_3d benchmark relies on that).
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def count_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def count_flops(model: nn.Module, example: torch.Tensor) -> int:
+    """Forward FLOPs (a multiply-add counts 2) as torch's FlopCounterMode counts them.
+
+    Convolutions, transposed convolutions and matmuls are counted; element-wise ops, norms and
+    interpolation are not, which is the usual convention for GFLOPs tables.
+    """
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(example)
+    return int(counter.get_total_flops())
+
+
+def _tensors(obj: Any):
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif isinstance(obj, (list, tuple)):
+        for item in obj:
+            yield from _tensors(item)
+    elif isinstance(obj, dict):
+        for item in obj.values():
+            yield from _tensors(item)
+
+
+class _LiveBytes(TorchDispatchMode):
+    """Tracks the bytes of tensors that ops allocate and that are still alive.
+
+    Outputs that alias an input (views, in-place ops) allocate nothing and are not counted.
+    A weakref finaliser gives the bytes back when Python drops the tensor, so ``peak`` is the
+    high-water mark of activation memory during the forward pass.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live = 0
+        self.peak = 0
+
+    def _release(self, nbytes: int) -> None:
+        self.live -= nbytes
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        returns = func._schema.returns
+        outs = out if isinstance(out, (list, tuple)) else (out,)
+        for i, t in enumerate(outs):
+            if not isinstance(t, torch.Tensor):
+                continue
+            alias = returns[i].alias_info if i < len(returns) else None
+            if alias is not None:
+                continue
+            nbytes = t.numel() * t.element_size()
+            self.live += nbytes
+            self.peak = max(self.peak, self.live)
+            weakref.finalize(t, self._release, nbytes)
+        return out
+
+
+def forward_memory(model: nn.Module, example: torch.Tensor) -> dict[str, int]:
+    """Bytes of parameters and buffers, and peak bytes of live activations in one forward.
+
+    Measured in eager FP32 under no_grad, so it is a property of the network and the input
+    shape; runtimes that fuse ops need less, which the per-runtime peak RSS shows.
+    """
+    weights = sum(t.numel() * t.element_size() for t in model.parameters())
+    weights += sum(t.numel() * t.element_size() for t in model.buffers())
+    tracker = _LiveBytes()
+    with torch.no_grad(), tracker:
+        out = model(example)
+        del out
+    input_bytes = example.numel() * example.element_size()
+    return {"weight_bytes": int(weights), "activation_peak_bytes": int(tracker.peak),
+            "input_bytes": int(input_bytes),
+            "forward_peak_bytes": int(weights + tracker.peak + input_bytes)}

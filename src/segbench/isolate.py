@@ -1,0 +1,78 @@
+"""One cell in a fresh Python process, with a timeout.
+
+A fresh process gives every cell clean thread pools, compile caches and allocator state, and
+turns a crash (a segfaulting kernel, an OOM kill), a hang or an exception into a record with a
+one-line reason, so the run goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from segbench.cell import Cell
+from segbench.results import Record
+from segbench.worker import blank_record
+
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def worker_env(threads: int) -> dict[str, str]:
+    env = dict(os.environ)
+    for var in THREAD_ENV:
+        env[var] = str(threads)
+    env.setdefault("PYTHONWARNINGS", "ignore")
+    env.setdefault("OPENVINO_TELEMETRY_OPT_OUT", "1")  # no network at run time, ever
+    return env
+
+
+def _last_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[-1][:300] if lines else ""
+
+
+def run_isolated(cell: Cell, timeout: float) -> Record:
+    """Run ``cell`` in a subprocess; always returns a record, whatever happened there."""
+    with tempfile.TemporaryDirectory(prefix="segbench-cell-") as tmp:
+        tmpdir = Path(tmp)
+        cell_path, out_path, log_path = tmpdir / "cell.json", tmpdir / "record.json", tmpdir / "log"
+        cell_path.write_text(json.dumps(cell.to_dict()))
+        env = worker_env(cell.threads)
+        env["TORCHINDUCTOR_CACHE_DIR"] = str(tmpdir / "inductor")  # no cache shared by cells
+        env["TMPDIR"] = str(tmpdir)  # exported ONNX / IR files die with the cell
+        with open(log_path, "w") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "segbench.worker", str(cell_path), str(out_path)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+                start_new_session=True)
+            try:
+                code = proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                _kill_group(proc)
+                record = blank_record(cell)
+                record.status, record.reason = "timeout", f"no result after {timeout:g} s"
+                return record
+        if out_path.exists():
+            return Record.from_dict(json.loads(out_path.read_text()))
+        record = blank_record(cell)
+        record.status = "failed"
+        detail = _last_line(log_path.read_text(errors="replace"))
+        if code < 0:
+            why = f"killed by signal {signal.Signals(-code).name}"
+        else:
+            why = f"worker exited with code {code}"
+        record.reason = f"{why}{': ' + detail if detail else ''}"
+        return record
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()

@@ -1,0 +1,136 @@
+"""The timing protocol. Nothing else in the project reads a clock to produce a result.
+
+Why each rule exists is written up in docs/methodology.md; in short:
+- the first call (torch.compile, ORT/OpenVINO lazy init) is timed on its own and never mixed
+  into throughput;
+- warm-up runs until both a call count and a wall time are reached, so caches, allocators and
+  CPU frequency settle before anything is recorded;
+- the timed part is R repeats, each long enough (time and calls) to average out timer
+  resolution; throughput is the median over repeats with its IQR, latency percentiles are over
+  every single call, and a record whose IQR/median exceeds 10 % is flagged ``noisy``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+NOISY_IQR_RATIO = 0.10
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How long and how often a cell is timed."""
+
+    warmup_calls: int = 3
+    warmup_seconds: float = 0.5
+    repeats: int = 5
+    repeat_seconds: float = 1.0
+    repeat_calls: int = 5
+    quick: bool = False
+
+    @classmethod
+    def full(cls, repeats: int = 5) -> "Protocol":
+        return cls(repeats=repeats)
+
+    @classmethod
+    def smoke(cls, repeats: int = 2) -> "Protocol":
+        """For --quick: enough to exercise every code path, not to publish."""
+        return cls(warmup_calls=1, warmup_seconds=0.0, repeats=repeats,
+                   repeat_seconds=0.2, repeat_calls=2, quick=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Timing:
+    """What one timed cell produced; everything a table needs about speed."""
+
+    first_call_s: float
+    batch: int
+    repeat_throughputs: list[float]  # items per second, one per repeat
+    latencies_ms: list[float]  # every timed call
+    warmup_calls: int
+    stats: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.stats:
+            self.stats = summarize(self.repeat_throughputs, self.latencies_ms)
+
+    @property
+    def noisy(self) -> bool:
+        return bool(self.stats["iqr_ratio"] > NOISY_IQR_RATIO)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "first_call_s": self.first_call_s,
+            "batch": self.batch,
+            "warmup_calls": self.warmup_calls,
+            "repeat_throughputs": self.repeat_throughputs,
+            "calls": len(self.latencies_ms),
+            **self.stats,
+            "noisy": self.noisy,
+        }
+
+
+def summarize(repeat_throughputs: list[float], latencies_ms: list[float]) -> dict[str, float]:
+    """Median throughput over repeats with its IQR; latency percentiles over all calls."""
+    if not repeat_throughputs or not latencies_ms:
+        raise ValueError("cannot summarise an empty measurement")
+    tp = np.asarray(repeat_throughputs, dtype=float)
+    lat = np.asarray(latencies_ms, dtype=float)
+    q25, median, q75 = np.percentile(tp, [25, 50, 75])
+    iqr = float(q75 - q25)
+    return {
+        "throughput": float(median),
+        "throughput_iqr": iqr,
+        "iqr_ratio": iqr / float(median) if median > 0 else float("inf"),
+        "latency_p50_ms": float(np.percentile(lat, 50)),
+        "latency_p90_ms": float(np.percentile(lat, 90)),
+        "latency_p99_ms": float(np.percentile(lat, 99)),
+        "latency_mean_ms": float(lat.mean()),
+    }
+
+
+def time_call(call: Callable[[], Any], clock: Clock = time.perf_counter) -> tuple[Any, float]:
+    """One call and its wall time in seconds."""
+    start = clock()
+    out = call()
+    return out, clock() - start
+
+
+def measure(call: Callable[[], Any], protocol: Protocol, batch: int = 1,
+            clock: Clock = time.perf_counter) -> Timing:
+    """Time ``call`` (a zero-argument closure over an input made beforehand) by the protocol.
+
+    ``batch`` converts calls per second into items per second.
+    """
+    _, first_call_s = time_call(call, clock)
+
+    warm_calls = 0
+    warm_start = clock()
+    while warm_calls < protocol.warmup_calls or clock() - warm_start < protocol.warmup_seconds:
+        call()
+        warm_calls += 1
+
+    throughputs: list[float] = []
+    latencies_ms: list[float] = []
+    for _ in range(protocol.repeats):
+        calls = 0
+        repeat_start = clock()
+        elapsed = 0.0
+        while calls < protocol.repeat_calls or elapsed < protocol.repeat_seconds:
+            _, dt = time_call(call, clock)
+            latencies_ms.append(dt * 1e3)
+            calls += 1
+            elapsed = clock() - repeat_start
+        throughputs.append(calls * batch / elapsed)
+
+    return Timing(first_call_s=first_call_s, batch=batch, repeat_throughputs=throughputs,
+                  latencies_ms=latencies_ms, warmup_calls=warm_calls)

@@ -1,0 +1,130 @@
+"""WHAT is measured: every network the benchmarks time, behind one factory.
+
+A model is named by a :class:`ModelSpec` (family + name + classes); :func:`build_model` turns
+it into an ``nn.Module`` ready for inference: seeded random weights, BatchNorm statistics
+settled, RepVGG/MobileOne branches fused, eval mode. Families live in their own modules and
+know nothing about runtimes or timing.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+DEFAULT_CLASSES = 117  # TotalSegmentator's label count
+WEIGHT_SEED = 0
+INPUT_SEED = 1234
+
+# family key -> module that defines FAMILY; imported lazily so a 2D run never imports 3D code
+FAMILY_MODULES = {
+    "encoder": "segbench.models.encoders",
+    "fpn": "segbench.models.seg2d",
+    "unet": "segbench.models.seg2d",
+    "smp-fpn": "segbench.models.seg2d",
+    "smp-unet": "segbench.models.seg2d",
+    "3d": "segbench.models.nets3d",
+    "testing": "segbench.models.testing",
+}
+
+
+class Family(Protocol):
+    dims: int  # spatial dimensions of the input: 2 or 3
+    size_multiple: int  # every spatial size must be a multiple of this
+
+    def names(self) -> list[str]: ...
+
+    def build(self, name: str, classes: int, **options: Any) -> nn.Module: ...
+
+    def describe(self, name: str, classes: int, **options: Any) -> dict[str, Any]: ...
+
+
+@dataclass
+class ModelSpec:
+    family: str
+    name: str
+    classes: int = DEFAULT_CLASSES
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return self.name if self.family in ("encoder", "3d", "testing") else f"{self.name}+{self.family}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelSpec":
+        return cls(**data)
+
+
+def family(key: str) -> Family:
+    if key not in FAMILY_MODULES:
+        raise KeyError(f"unknown model family {key!r}; valid: {', '.join(FAMILY_MODULES)}")
+    module = importlib.import_module(FAMILY_MODULES[key])
+    return module.FAMILIES[key]
+
+
+def build_model(spec: ModelSpec) -> nn.Module:
+    """The network of ``spec``, deterministic for a given spec, in eval mode."""
+    torch.manual_seed(WEIGHT_SEED)
+    model = family(spec.family).build(spec.name, spec.classes, **spec.options)
+    return model.eval()
+
+
+def describe_model(spec: ModelSpec) -> dict[str, Any]:
+    """Extra facts a table may show (e.g. params of the timm model with its classifier)."""
+    return family(spec.family).describe(spec.name, spec.classes, **spec.options)
+
+
+def input_shape(spec: ModelSpec, size: int | tuple[int, ...], batch: int,
+                channels: int = 3) -> tuple[int, ...]:
+    fam = family(spec.family)
+    spatial = (size,) * fam.dims if isinstance(size, int) else tuple(size)
+    if spec.family == "3d":
+        channels = 1
+    return (batch, channels, *spatial)
+
+
+def make_input(shape: tuple[int, ...], seed: int = INPUT_SEED) -> torch.Tensor:
+    """The fixed input of a cell, made before any clock starts."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(shape, generator=gen)
+
+
+def settle_batchnorm(model: nn.Module, example: torch.Tensor, steps: int = 2) -> None:
+    """Give BatchNorm layers the statistics of their own activations.
+
+    With random weights and the default running statistics (mean 0, var 1) activations grow
+    layer after layer in eval mode; timings do not care, but fidelity does (an INT8 or bf16
+    error is only meaningful on activations of a sane scale). A couple of train-mode passes with
+    a cumulative average fix the scale, as a trained network would have it.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    with torch.no_grad():
+        for _ in range(steps):
+            model(example)
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    model.eval()
+
+
+def reparameterize(model: nn.Module) -> nn.Module:
+    """Fuse train-time branches (RepVGG, MobileOne, FastViT...) into single convs."""
+    from timm.utils.model import reparameterize_model
+
+    return reparameterize_model(model)
+
+
+def valid_size(spec: ModelSpec, size: int) -> bool:
+    return size > 0 and size % family(spec.family).size_multiple == 0

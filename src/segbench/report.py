@@ -1,0 +1,178 @@
+"""Markdown tables from records, and the README sections that hold them.
+
+A table is a list of :class:`Column` objects applied to records; the columns every benchmark
+uses are defined once here. README tables live between ``<!-- results:<name> -->`` and
+``<!-- /results:<name> -->`` and are only ever written by :func:`update_readme`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Sequence
+
+from tabulate import tabulate
+
+from segbench.fidelity import AGREEMENT_THRESHOLD, below_threshold
+from segbench.results import Record, ResultsFile
+
+DASH = "–"
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str
+    value: Callable[[Record], Any]
+    needs_ok: bool = True  # blank on failed/skipped rows
+
+
+def _t(r: Record, key: str) -> float | None:
+    return (r.timing or {}).get(key)
+
+
+def millions(n: int | None) -> str:
+    return DASH if n is None else f"{n / 1e6:.2f}M"
+
+
+def num(x: float | None, digits: int = 1) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return DASH
+    if isinstance(x, float) and math.isinf(x):
+        return "inf"
+    return f"{x:.{digits}f}"
+
+
+def throughput_text(timing: dict[str, Any] | None) -> str:
+    if not timing:
+        return DASH
+    return f"{timing['throughput']:.1f} ± {timing['throughput_iqr']:.1f}"
+
+
+def status_text(r: Record) -> str:
+    if r.status != "ok":
+        return f"{r.status}: {r.reason}" if r.reason else r.status
+    notes = []
+    if r.timing and r.timing.get("noisy"):
+        notes.append("noisy")
+    if below_threshold(r.fidelity):
+        notes.append(f"agreement < {AGREEMENT_THRESHOLD:g} %")
+    if r.quick:
+        notes.append("quick")
+    return "ok" + (f" ({', '.join(notes)})" if notes else "")
+
+
+def compile_seconds(r: Record) -> float | None:
+    """Preparation (export, session, compile wrapper) plus the first call (lazy compile)."""
+    if r.prepare_s is None or not r.timing:
+        return None
+    return r.prepare_s + r.timing["first_call_s"]
+
+
+def part_share(r: Record, part: str) -> float | None:
+    """Share of the whole network's time spent in ``part``, from timing it alone."""
+    whole, alone = _t(r, "throughput"), (r.parts.get(part) or {}).get("throughput")
+    if not whole or not alone:
+        return None
+    return 100.0 * whole / alone
+
+
+# The columns benchmarks pick from --------------------------------------------------------------
+
+MODEL = Column("model", lambda r: r.extra.get("display", r.model), needs_ok=False)
+RUNTIME = Column("runtime", lambda r: r.runtime, needs_ok=False)
+PARAMS = Column("params", lambda r: millions(r.params))
+PARAMS_WITH_HEAD = Column("params (with head)", lambda r: millions(r.extra.get("params_with_head")))
+BACKBONE_PARAMS = Column("backbone params", lambda r: millions(r.params))
+GFLOPS = Column("GFLOPs", lambda r: num(r.gflops, 2))
+THROUGHPUT = Column("img/s (median ± IQR)", lambda r: throughput_text(r.timing))
+LATENCY = Column("latency p50 / p99 (ms)",
+                 lambda r: f"{num(_t(r, 'latency_p50_ms'))} / {num(_t(r, 'latency_p99_ms'))}")
+COMPILE = Column("compile (s)", lambda r: num(compile_seconds(r)))
+FORWARD_MB = Column("forward peak (MB)",
+                    lambda r: num((r.memory.get("forward_peak_bytes") or float("nan")) / 2**20))
+ENCODER_SHARE = Column("encoder share (%)", lambda r: num(part_share(r, "encoder"), 0))
+STATUS = Column("status", status_text, needs_ok=False)
+
+
+def efficiency(r: Record) -> float | None:
+    tp = _t(r, "throughput")
+    return tp / (r.params / 1e6) if tp and r.params else None
+
+
+EFFICIENCY = Column("img/s per M params", lambda r: num(efficiency(r)))
+
+
+def fidelity_columns() -> list[Column]:
+    def get(key: str, digits: int) -> Column:
+        header = {"max_abs": "max abs err", "sqnr_db": "SQNR (dB)",
+                  "label_agreement": "label agree (%)", "mean_dice": "Dice vs FP32"}[key]
+        fmt = (lambda v: f"{v:.2e}") if key == "max_abs" else (lambda v: num(v, digits))
+        return Column(header, lambda r: DASH if not r.fidelity or r.fidelity.get(key) is None
+                      else fmt(r.fidelity[key]))
+    return [get("max_abs", 0), get("sqnr_db", 1), get("label_agreement", 2), get("mean_dice", 3)]
+
+
+# Rendering -------------------------------------------------------------------------------------
+
+def row(record: Record, columns: Sequence[Column]) -> list[str]:
+    cells = []
+    for col in columns:
+        if col.needs_ok and not record.ok:
+            cells.append(DASH)
+        else:
+            value = col.value(record)
+            cells.append(DASH if value is None else str(value))
+    return cells
+
+
+def ok_first(key: Callable[[Record], Any]) -> Callable[[Record], Any]:
+    """Sort key: measured rows by ``key`` (descending), failed/skipped rows last."""
+    def sort_key(r: Record) -> tuple:
+        value = key(r) if r.ok else None
+        return (value is None, -(value or 0))
+    return sort_key
+
+
+def render_table(records: Iterable[Record], columns: Sequence[Column],
+                 sort_key: Callable[[Record], Any] | None = None) -> str:
+    records = list(records)
+    if sort_key is not None:
+        records.sort(key=sort_key)
+    return tabulate([row(r, columns) for r in records], headers=[c.header for c in columns],
+                    tablefmt="github", disable_numparse=True)
+
+
+def provenance(results: ResultsFile) -> str:
+    """The line under every table: where and when the numbers were measured."""
+    m = results.machine
+    isa = ", ".join(k for k, v in m.get("isa", {}).items() if v) or "none reported"
+    dates = sorted({r.date[:10] for r in results.records if r.date})
+    commits = sorted({r.commit for r in results.records if r.commit})
+    threads = sorted({r.threads for r in results.records})
+    protocol = next((r.protocol for r in results.records if r.protocol), {})
+    quick = " **quick smoke run, not for publication**" if any(r.quick for r in results.records) else ""
+    return (f"Measured on {m.get('cpu', '?')} ({m.get('physical_cores', '?')} cores, "
+            f"{m.get('memory_gib', '?')} GiB; {isa}), threads {', '.join(map(str, threads))}, "
+            f"torch {m.get('packages', {}).get('torch', '?')}, "
+            f"onnxruntime {m.get('packages', {}).get('onnxruntime', '?')}; "
+            f"{protocol.get('repeats', '?')} repeats of >= {protocol.get('repeat_seconds', '?')} s; "
+            f"run {' to '.join(dates[::max(1, len(dates) - 1)]) or '?'}, "
+            f"commit {', '.join(commits) or '?'}.{quick}")
+
+
+_SECTION = "<!-- results:{name} -->"
+_END = "<!-- /results:{name} -->"
+
+
+def replace_section(text: str, name: str, body: str) -> str:
+    """Put ``body`` between the markers of ``name``; KeyError if the markers are missing."""
+    start, end = _SECTION.format(name=name), _END.format(name=name)
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
+    if not pattern.search(text):
+        raise KeyError(f"README has no {start} ... {end} section")
+    return pattern.sub(lambda _: f"{start}\n{body.strip()}\n{end}", text, count=1)
+
+
+def section_names(text: str) -> list[str]:
+    return re.findall(r"<!-- results:([\w.-]+) -->", text)

@@ -1,0 +1,146 @@
+"""The record schema and the results files that hold records.
+
+A file is ``results/<benchmark>/<machine-slug>.json`` (``.quick.json`` for smoke runs): one
+machine block and a list of records. It is rewritten atomically after every cell, so an
+interrupted run keeps every cell it finished and never leaves a half-written file; a file that
+exists but cannot be read is reported and left alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+SCHEMA = 1
+STATUSES = ("ok", "failed", "timeout", "skipped")
+
+
+class ResultsError(Exception):
+    """A results file that exists but cannot be used."""
+
+
+@dataclass
+class Record:
+    """One measured cell. Speed, footprint, fidelity and provenance side by side."""
+
+    benchmark: str
+    key: str  # identifies the cell inside its benchmark; a rerun replaces the same key
+    model: str
+    runtime: str
+    shape: list[int]
+    batch: int
+    threads: int
+    classes: int | None = None
+    family: str = ""
+    weights: str = "random"
+    quick: bool = False
+    status: str = "ok"
+    reason: str = ""
+    params: int | None = None
+    gflops: float | None = None
+    prepare_s: float | None = None
+    timing: dict[str, Any] | None = None
+    parts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    fidelity: dict[str, Any] | None = None
+    memory: dict[str, Any] = field(default_factory=dict)
+    runtime_info: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    protocol: dict[str, Any] = field(default_factory=dict)
+    commit: str = ""
+    date: str = ""
+    elapsed_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, not {self.status!r}")
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def throughput(self) -> float | None:
+        return self.timing["throughput"] if self.timing else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Record":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class ResultsFile:
+    benchmark: str
+    machine: dict[str, Any]
+    records: list[Record] = field(default_factory=list)
+
+    def upsert(self, record: Record) -> None:
+        """Add a record, replacing an earlier record of the same cell."""
+        self.records = [r for r in self.records if r.key != record.key] + [record]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": SCHEMA, "benchmark": self.benchmark, "machine": self.machine,
+                "records": [r.to_dict() for r in self.records]}
+
+
+def results_path(out_dir: Path, benchmark: str, machine_slug: str, quick: bool) -> Path:
+    suffix = ".quick.json" if quick else ".json"
+    return Path(out_dir) / benchmark / f"{machine_slug}{suffix}"
+
+
+def load(path: Path) -> ResultsFile:
+    """Read a results file; ResultsError with a one-line reason if it is unusable."""
+    try:
+        data = json.loads(Path(path).read_text())
+        records = [Record.from_dict(r) for r in data["records"]]
+        return ResultsFile(benchmark=data["benchmark"], machine=data["machine"], records=records)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ResultsError(f"{path}: unreadable results file ({type(exc).__name__}: {exc})"
+                           ) from exc
+
+
+def load_or_new(path: Path, benchmark: str, machine: dict[str, Any]) -> ResultsFile:
+    """The existing file with its records (machine block refreshed), or a new one."""
+    if not Path(path).exists():
+        return ResultsFile(benchmark=benchmark, machine=machine)
+    existing = load(path)
+    return ResultsFile(benchmark=benchmark, machine=machine, records=existing.records)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON so that readers see the old file or the new one, never a partial one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle, indent=1, sort_keys=False, default=_jsonable)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def save(path: Path, results: ResultsFile) -> None:
+    write_json_atomic(path, results.to_dict())
+
+
+def _jsonable(obj: Any) -> Any:
+    if hasattr(obj, "item"):  # numpy / torch scalars
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

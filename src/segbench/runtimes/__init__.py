@@ -1,0 +1,70 @@
+"""HOW a model runs: one module per backend behind one small interface.
+
+``get(name).prepare(model, example, threads, **options)`` returns a :class:`Prepared` whose
+``call(x)`` runs one inference on a CPU float32 tensor and returns the runtime's native output
+(a torch tensor, a numpy array, or a tuple of them). Runtimes know nothing about which model
+they run; converting outputs to numpy for fidelity is done outside the timed call by
+:func:`to_numpy`, so no runtime pays for a copy the others do not.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+# runtime name -> module holding it; imported lazily so a torch-only run never loads OpenVINO
+RUNTIME_MODULES = {
+    "eager": "segbench.runtimes.pytorch",
+    "compile": "segbench.runtimes.pytorch",
+    "compile-bf16": "segbench.runtimes.pytorch",
+    "ort-fp32": "segbench.runtimes.ort",
+    "ort-int8": "segbench.runtimes.ort",
+    "openvino-fp32": "segbench.runtimes.openvino_rt",
+    "openvino-bf16": "segbench.runtimes.openvino_rt",
+    "openvino-int8": "segbench.runtimes.openvino_rt",
+}
+REFERENCE = "eager"  # fidelity is measured against FP32 eager
+
+
+@dataclass
+class Prepared:
+    call: Callable[[torch.Tensor], Any]
+    info: dict[str, Any] = field(default_factory=dict)
+    cleanup: Callable[[], None] | None = None  # e.g. remove a temporary ONNX directory
+
+
+class Runtime(Protocol):
+    name: str
+    precision: str  # fp32 / bf16 / int8
+
+    def unavailable_reason(self) -> str | None:
+        """Why this runtime cannot run on this machine (a ``skipped`` row), or None."""
+
+    def prepare(self, model: nn.Module, example: torch.Tensor, threads: int,
+                **options: Any) -> Prepared: ...
+
+
+def names() -> list[str]:
+    return list(RUNTIME_MODULES)
+
+
+def get(name: str) -> Runtime:
+    if name not in RUNTIME_MODULES:
+        raise KeyError(f"unknown runtime {name!r}; valid: {', '.join(RUNTIME_MODULES)}")
+    return importlib.import_module(RUNTIME_MODULES[name]).RUNTIMES[name]
+
+
+def to_numpy(out: Any) -> np.ndarray | list[np.ndarray]:
+    """A runtime's native output as float32 numpy (a list for multi-output models)."""
+    if isinstance(out, (list, tuple)):
+        if len(out) == 1:
+            return to_numpy(out[0])
+        return [to_numpy(o) for o in out]
+    if isinstance(out, torch.Tensor):
+        return out.detach().float().contiguous().numpy()
+    return np.asarray(out, dtype=np.float32)

@@ -1,0 +1,165 @@
+"""Runs one cell in the current process and writes its record. Started by isolate.py.
+
+Stages are named so that a failure says where it happened ("prepare: ...", "first call: ...").
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from segbench import fidelity, machine
+from segbench.cell import Cell
+from segbench.measure import time_call
+from segbench.results import Record, write_json_atomic
+
+MEMORY_HEADROOM = 1.5  # runtimes keep copies (fused weights, arenas): estimate x this must fit
+
+
+class StageError(Exception):
+    pass
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+
+
+def peak_rss_mb() -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def blank_record(cell: Cell) -> Record:
+    return Record(benchmark=cell.benchmark, key=cell.key, model=cell.model.label,
+                  family=cell.model.family, runtime=cell.runtime, shape=list(cell.shape),
+                  batch=cell.batch, threads=cell.threads, classes=cell.model.classes,
+                  quick=cell.protocol.quick, protocol=cell.protocol.to_dict(),
+                  extra=dict(cell.extra), commit=machine.git_commit(),
+                  date=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+
+
+def estimate_memory(cell: Cell) -> dict[str, int] | None:
+    """Forward footprint computed on the meta device (nothing allocated), or None if the
+    model cannot be built there."""
+    import torch
+
+    from segbench.footprint import forward_memory
+    from segbench.models import build_model
+
+    try:
+        with torch.device("meta"):
+            model = build_model(cell.model)
+            example = torch.empty(cell.shape)
+        return forward_memory(model, example)
+    except Exception:  # noqa: BLE001 - a model that cannot go on meta simply is not guarded
+        return None
+
+
+def run_cell(cell: Cell) -> Record:
+    import torch
+
+    from segbench import runtimes
+    from segbench.footprint import count_flops, count_params, forward_memory
+    from segbench.models import build_model, describe_model, make_input
+
+    record = blank_record(cell)
+    torch.set_num_threads(cell.threads)
+    runtime = runtimes.get(cell.runtime)
+    record.extra["precision"] = runtime.precision
+    reason = runtime.unavailable_reason()
+    if reason:
+        record.status, record.reason = "skipped", reason
+        return record
+
+    if cell.memory_guard:
+        estimate = estimate_memory(cell)
+        if estimate:
+            record.memory.update(estimate)
+            need = estimate["forward_peak_bytes"] * MEMORY_HEADROOM
+            have = machine.available_memory_bytes()
+            if have and need > have:
+                record.status = "skipped"
+                record.reason = (f"needs ~{need / 2**30:.1f} GiB (forward estimate x"
+                                 f"{MEMORY_HEADROOM}), {have / 2**30:.1f} GiB available")
+                return record
+
+    stage = "build"
+    try:
+        model = build_model(cell.model)
+        record.params = count_params(model)
+        record.extra.update(describe_model(cell.model))
+        example = make_input(cell.shape)
+
+        stage = "reference"
+        reference = None
+        record.gflops = count_flops(model, example) / 1e9
+        record.memory.update(forward_memory(model, example))
+        if cell.fidelity and cell.runtime != runtimes.REFERENCE:
+            with torch.inference_mode():
+                reference = runtimes.to_numpy(model(example))
+
+        stage = "runtime"
+        measured, output = _prepare_and_measure(model, example, cell, want_output=reference is not None)
+        record.prepare_s = measured["prepare_s"]
+        record.runtime_info = measured["info"]
+        record.timing = measured["timing"]
+        if reference is not None:
+            stage = "fidelity"
+            record.fidelity = fidelity.compare(reference, output)
+
+        for part in cell.parts:
+            stage = f"part {part}"
+            measured, _ = _prepare_and_measure(getattr(model, part), example, cell,
+                                               want_output=False)
+            record.parts[part] = {"prepare_s": measured["prepare_s"], **measured["timing"]}
+    except Exception as exc:  # noqa: BLE001 - any failure becomes a row, never a crash
+        record.status = "failed"
+        record.reason = f"{stage}: {_one_line(exc)}"
+        traceback.print_exc(file=sys.stderr)
+    record.memory["peak_rss_mb"] = peak_rss_mb()
+    return record
+
+
+def _prepare_and_measure(module: Any, example: Any, cell: Cell, want_output: bool
+                         ) -> tuple[dict[str, Any], Any]:
+    """Prepare ``module`` with the cell's runtime (timed apart), then time it by the protocol.
+
+    Returns the prepare time, runtime info and timing, and the output on the cell's input (for
+    fidelity) when asked.
+    """
+    from segbench import runtimes
+    from segbench.measure import measure, time_call
+
+    runtime = runtimes.get(cell.runtime)
+    prepared, prepare_s = time_call(
+        lambda: runtime.prepare(module, example, cell.threads, **cell.runtime_options))
+    try:
+        timing = measure(lambda: prepared.call(example), cell.protocol, batch=cell.batch)
+        output = runtimes.to_numpy(prepared.call(example)) if want_output else None
+    finally:
+        if prepared.cleanup:
+            prepared.cleanup()
+    return {"prepare_s": prepare_s, "info": prepared.info, "timing": timing.to_dict()}, output
+
+
+def main(argv: list[str]) -> int:
+    cell_path, out_path = Path(argv[0]), Path(argv[1])
+    cell = Cell.from_dict(json.loads(cell_path.read_text()))
+    record, elapsed = time_call(lambda: run_cell(cell))
+    record.elapsed_s = elapsed
+    write_json_atomic(out_path, record.to_dict())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
