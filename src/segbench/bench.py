@@ -148,3 +148,16 @@ def main(bench: Benchmark, argv: Sequence[str] | None = None) -> int:
         return 130
     print(bench.render(ResultsFile(bench.name, results.machine, done)))
     return 0
+
+
+def load_script(path: Path) -> Benchmark:
+    """The BENCHMARK a benchmarks/<name>/benchmark.py declares (scripts are not a package)."""
+    import importlib.util
+
+    path = Path(path)
+    spec = importlib.util.spec_from_file_location(f"benchmark_{path.parent.name}", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.BENCHMARK

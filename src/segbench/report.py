@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from tabulate import tabulate
@@ -176,3 +177,41 @@ def replace_section(text: str, name: str, body: str) -> str:
 
 def section_names(text: str) -> list[str]:
     return re.findall(r"<!-- results:([\w.-]+) -->", text)
+
+
+# README generation -----------------------------------------------------------------------------
+
+NO_RESULTS = "_No full run committed yet: run the benchmark, then `uv run benchmarks/report.py`._"
+
+
+def full_results_files(results_dir: Path, benchmark: str) -> list[Path]:
+    """Full-run files of a benchmark; quick smoke files never reach the README."""
+    folder = Path(results_dir) / benchmark
+    return sorted(p for p in folder.glob("*.json") if not p.name.endswith(".quick.json"))
+
+
+def render_section(bench: Any, results_dir: Path) -> str:
+    from segbench.results import load
+
+    files = full_results_files(results_dir, bench.name)
+    if not files:
+        return NO_RESULTS
+    return "\n\n".join(bench.render(load(path)) for path in files)
+
+
+def regenerate(readme: str, benchmarks: dict[str, Any], results_dir: Path) -> str:
+    """README text with every results section rendered from ``results_dir``."""
+    for name in section_names(readme):
+        if name in benchmarks:
+            readme = replace_section(readme, name, render_section(benchmarks[name], results_dir))
+    return readme
+
+
+def discover(benchmarks_dir: Path) -> dict[str, Any]:
+    from segbench.bench import load_script
+
+    found = {}
+    for script in sorted(Path(benchmarks_dir).glob("*/benchmark.py")):
+        bench = load_script(script)
+        found[bench.name] = bench
+    return found

@@ -8,12 +8,13 @@ exists but cannot be read is reported and left alone.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, TextIO
 
 SCHEMA = 1
 STATUSES = ("ok", "failed", "timeout", "skipped")
@@ -114,15 +115,19 @@ def load_or_new(path: Path, benchmark: str, machine: dict[str, Any]) -> ResultsF
     return ResultsFile(benchmark=benchmark, machine=machine, records=existing.records)
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON so that readers see the old file or the new one, never a partial one."""
+@contextlib.contextmanager
+def atomic_writer(path: Path) -> Iterator[TextIO]:
+    """A text handle whose content replaces ``path`` only if the block completes.
+
+    Readers see the old file or the new one, never a partial one; an exception (or Ctrl-C)
+    leaves the old file and no temporary file behind.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=1, sort_keys=False, default=_jsonable)
-            handle.write("\n")
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -132,6 +137,12 @@ def write_json_atomic(path: Path, data: Any) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    with atomic_writer(path) as handle:
+        json.dump(data, handle, indent=1, default=_jsonable)
+        handle.write("\n")
 
 
 def save(path: Path, results: ResultsFile) -> None:

@@ -1,0 +1,56 @@
+"""Failure isolation: a model that raises, hangs or crashes becomes a row; the run goes on."""
+
+import json
+
+from segbench import bench, cli
+from segbench.cell import Cell
+from segbench.isolate import run_isolated
+from segbench.measure import Protocol
+from segbench.models import ModelSpec
+from segbench.results import load
+
+
+def cell(name: str, runtime: str = "eager") -> Cell:
+    return Cell(benchmark="t", model=ModelSpec("testing", name, classes=2), runtime=runtime,
+                shape=(1, 3, 32, 32), threads=1, protocol=Protocol.smoke(repeats=1))
+
+
+def test_working_cell_gives_a_full_record():
+    r = run_isolated(cell("tiny"), timeout=120)
+    assert r.status == "ok", r.reason
+    assert r.timing["throughput"] > 0 and r.timing["calls"] >= 2
+    assert r.params > 0 and r.gflops > 0
+    assert r.memory["forward_peak_bytes"] > 0 and r.memory["peak_rss_mb"] > 0
+    assert r.quick and r.protocol["repeats"] == 1
+
+
+def test_raise_hang_and_crash_become_rows_and_the_run_completes(tmp_path):
+    b = bench.Benchmark(name="isolation", title="t", families=["testing"],
+                        models=["raise", "hang", "crash", "tiny"], quick_models=["tiny"])
+    opts = cli.Options(models=["raise", "hang", "crash", "tiny"], runtimes=["eager"], size=32,
+                       batch=1, threads=1, classes=2, repeats=1, quick=True, out=tmp_path,
+                       timeout=15, list=False)
+    path = tmp_path / "isolation" / "x.quick.json"
+    from segbench.results import ResultsFile
+    records = bench.run(b, opts, ResultsFile("isolation", {}), path)
+    by_model = {r.model: r for r in records}
+    assert by_model["raise"].status == "failed"
+    assert "this model always fails" in by_model["raise"].reason
+    assert by_model["raise"].reason.startswith("reference:")  # the stage is named
+    assert by_model["hang"].status == "timeout" and "15 s" in by_model["hang"].reason
+    assert by_model["crash"].status == "failed" and "code 139" in by_model["crash"].reason
+    assert by_model["tiny"].status == "ok"
+    # every cell was saved as it finished
+    assert [r.model for r in load(path).records] == ["raise", "hang", "crash", "tiny"]
+    assert "\n" not in "".join(r.reason for r in records)
+
+
+def test_unavailable_runtime_is_a_skipped_row(monkeypatch):
+    from segbench import machine
+    from segbench.runtimes import pytorch
+    from segbench.worker import run_cell
+
+    monkeypatch.setattr(machine, "has_bf16", lambda: False)
+    r = run_cell(cell("tiny", runtime="compile-bf16"))
+    assert r.status == "skipped" and "avx512_bf16" in r.reason
+    assert pytorch.RUNTIMES["compile-bf16"].precision == "bf16"
