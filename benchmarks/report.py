@@ -2,6 +2,7 @@
 
     uv run benchmarks/report.py           rewrite every <!-- results:NAME --> section
     uv run benchmarks/report.py --check   exit 1 if any section differs from results/
+    uv run benchmarks/report.py --compare A.json B.json   one benchmark, two machines or runs
 """
 
 import argparse
@@ -9,7 +10,7 @@ import sys
 from pathlib import Path
 
 from segbench import report
-from segbench.results import ResultsError, atomic_writer
+from segbench.results import ResultsError, atomic_writer, load
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,10 +20,21 @@ def main(argv=None) -> int:
     parser.add_argument("--check", action="store_true", help="fail if README is stale")
     parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
     parser.add_argument("--results", type=Path, default=ROOT / "results")
+    parser.add_argument("--compare", nargs=2, type=Path, metavar=("A", "B"),
+                        help="print the cells two results files share, with B/A ratios")
     args = parser.parse_args(argv)
+    if args.compare:
+        try:
+            a, b = (load(path) for path in args.compare)
+            print(report.compare_table(a, b))
+        except (ResultsError, ValueError) as exc:
+            print(f"report: error: {exc}", file=sys.stderr)
+            return 2
+        return 0
     try:
         old = args.readme.read_text()
-        new = report.regenerate(old, report.discover(ROOT / "benchmarks"), args.results)
+        benchmarks = report.discover(ROOT / "benchmarks")
+        new = report.regenerate(old, benchmarks, args.results)
     except (OSError, ResultsError, KeyError) as exc:
         print(f"report: error: {exc}", file=sys.stderr)
         return 2
@@ -33,6 +45,8 @@ def main(argv=None) -> int:
             return 1
         print(f"report: {args.readme} matches {args.results}")
         return 0
+    for path in report.draw_plots(benchmarks, args.results):
+        print(f"report: drew {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
     if new != old:
         with atomic_writer(args.readme) as handle:
             handle.write(new)

@@ -18,7 +18,7 @@ BENCHMARK = Benchmark(
     quick_runtimes=["eager"],
     columns=[report.MODEL, report.RUNTIME, report.PARAMS_WITH_HEAD, report.BACKBONE_PARAMS,
              report.GFLOPS, report.THROUGHPUT, report.LATENCY, report.EFFICIENCY,
-             report.COMPILE, report.STATUS],
+             report.COMPILE, report.FIDELITY, report.STATUS],
     sort_key=report.ok_first(report.efficiency),
 )
 

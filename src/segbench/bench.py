@@ -8,7 +8,6 @@ interrupted run keeps what it finished), print the table.
 from __future__ import annotations
 
 import argparse
-import itertools
 import sys
 import time
 from dataclasses import dataclass, field
@@ -37,12 +36,14 @@ class Benchmark:
     size: int = 512
     quick_size: int = 256
     parts: tuple[str, ...] = ()
+    # extra (family, models) rows of full runs, e.g. the smp library's decoders as a reference
+    references: Sequence[tuple[str, Sequence[str]]] = ()
     columns: Sequence[report.Column] = ()
     sort_key: Callable[[Record], object] | None = None
     tables: Tables | None = None  # custom rendering; default one table from ``columns``
     cells: Callable[["Benchmark", cli.Options], list[Cell]] | None = None  # custom matrix
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
-    description: str = ""
+    plots: Callable[[ResultsFile, Path], list[Path | None]] | None = None  # README figures
     valid_models: Sequence[str] = field(default=())
 
     def __post_init__(self) -> None:
@@ -54,15 +55,18 @@ class Benchmark:
     def protocol(self, opts: cli.Options) -> Protocol:
         return Protocol.smoke(opts.repeats) if opts.quick else Protocol.full(opts.repeats)
 
+    def cell(self, spec: ModelSpec, runtime: str, opts: cli.Options, **kw) -> Cell:
+        """A cell of this benchmark with the run's shared options."""
+        return Cell(benchmark=self.name, model=spec, runtime=runtime,
+                    shape=input_shape(spec, opts.size, opts.batch), threads=opts.threads,
+                    protocol=self.protocol(opts), parts=self.parts, **kw)
+
     def default_cells(self, opts: cli.Options) -> list[Cell]:
-        cells = []
-        for name, fam, runtime in itertools.product(opts.models, self.families, opts.runtimes):
-            spec = ModelSpec(fam, name, opts.classes)
-            cells.append(Cell(benchmark=self.name, model=spec, runtime=runtime,
-                              shape=input_shape(spec, opts.size, opts.batch),
-                              threads=opts.threads, protocol=self.protocol(opts),
-                              parts=self.parts))
-        return cells
+        pairs = [(name, fam) for name in opts.models for fam in self.families]
+        if not opts.quick and opts.models == list(self.models):  # full default run only
+            pairs += [(name, fam) for fam, names in self.references for name in names]
+        return [self.cell(ModelSpec(fam, name, opts.classes), runtime, opts)
+                for name, fam in pairs for runtime in opts.runtimes]
 
     def make_cells(self, opts: cli.Options) -> list[Cell]:
         return self.cells(self, opts) if self.cells else self.default_cells(opts)

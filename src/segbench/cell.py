@@ -22,6 +22,9 @@ class Cell:
     memory_guard: bool = False  # estimate memory on the meta device first; skip if too big
     runtime_options: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # benchmark labels copied to the record
+    # what one timed call does beyond a forward pass on ``shape``, e.g.
+    # {"kind": "sliding_window", "volume": [1, z, y, x], "patch": [...], "step": 0.5, "mirror": False}
+    scenario: dict[str, Any] | None = None
 
     @property
     def batch(self) -> int:
@@ -31,6 +34,8 @@ class Cell:
     def key(self) -> str:
         opts = ",".join(f"{k}={v}" for k, v in sorted(self.runtime_options.items()))
         tag = self.extra.get("tag", "")
+        if self.scenario:
+            tag += ",".join(f"{k}={v}" for k, v in sorted(self.scenario.items()))
         shape = "x".join(str(s) for s in self.shape)
         return "|".join(p for p in (self.model.family, self.model.name, str(self.model.classes),
                                     self.runtime, opts, shape, f"t{self.threads}", tag))

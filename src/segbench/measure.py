@@ -39,6 +39,12 @@ class Protocol:
         return cls(repeats=repeats)
 
     @classmethod
+    def slow_passes(cls, repeats: int = 3) -> "Protocol":
+        """For passes of several seconds (3D patches): 1 s minimums are met by every call, so
+        fewer calls per repeat lose nothing to timer resolution and keep a cell in minutes."""
+        return cls(warmup_calls=2, repeats=repeats, repeat_calls=3)
+
+    @classmethod
     def smoke(cls, repeats: int = 2) -> "Protocol":
         """For --quick: enough to exercise every code path, not to publish."""
         return cls(warmup_calls=1, warmup_seconds=0.0, repeats=repeats,

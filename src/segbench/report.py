@@ -96,6 +96,33 @@ ENCODER_SHARE = Column("encoder share (%)", lambda r: num(part_share(r, "encoder
 STATUS = Column("status", status_text, needs_ok=False)
 
 
+def fidelity_text(r: Record) -> str:
+    """Compact fidelity against FP32 eager: label agreement % / SQNR dB (feature maps: SQNR)."""
+    if r.runtime == "eager":
+        return "reference"
+    fid = r.fidelity
+    if not fid:
+        return DASH
+    sqnr = f"{num(fid['sqnr_db'], 1)} dB"
+    if fid.get("label_agreement") is None:
+        return sqnr
+    return f"{fid['label_agreement']:.2f} % / {sqnr}"
+
+
+FIDELITY = Column("vs FP32: agree / SQNR", fidelity_text)
+
+PARAMS_ENC_DEC = Column("params (enc+dec)", lambda r: millions(r.extra.get("params_enc_dec")))
+
+
+def throughput(r: Record) -> float | None:
+    return _t(r, "throughput")
+
+
+# the table of the decoder benchmarks (fpn_decoder, unet_decoder)
+DECODER_COLUMNS = (MODEL, RUNTIME, PARAMS_ENC_DEC, GFLOPS, THROUGHPUT, LATENCY, FORWARD_MB,
+                   ENCODER_SHARE, FIDELITY, STATUS)
+
+
 def efficiency(r: Record) -> float | None:
     tp = _t(r, "throughput")
     return tp / (r.params / 1e6) if tp and r.params else None
@@ -215,3 +242,108 @@ def discover(benchmarks_dir: Path) -> dict[str, Any]:
         bench = load_script(script)
         found[bench.name] = bench
     return found
+
+
+# Runtime comparison (quantization and any table with several runtimes per model) -----------
+
+def model_key(r: Record) -> str:
+    """Everything that identifies a cell except its runtime."""
+    return f"{r.family}|{r.model}|{r.classes}|{'x'.join(map(str, r.shape))}|t{r.threads}"
+
+
+def speedups(records: Sequence[Record], baseline: str = "eager") -> dict[str, float]:
+    """record.key -> throughput relative to the same model's ``baseline`` row."""
+    base = {model_key(r): r.throughput for r in records if r.runtime == baseline and r.ok}
+    return {r.key: r.throughput / base[model_key(r)] for r in records
+            if r.ok and r.throughput and base.get(model_key(r))}
+
+
+def fastest(records: Sequence[Record]) -> set[str]:
+    """Keys of the fastest ok row of each model."""
+    best: dict[str, Record] = {}
+    for r in records:
+        if r.ok and r.throughput and (model_key(r) not in best
+                                      or r.throughput > best[model_key(r)].throughput):
+            best[model_key(r)] = r
+    return {r.key for r in best.values()}
+
+
+def float_ops_text(r: Record) -> str:
+    """For INT8 rows: the op types the quantiser left in float (why INT8 may not pay)."""
+    ops = r.runtime_info.get("float_op_types")
+    if ops is None:
+        return DASH
+    return ", ".join(ops) if ops else "none"
+
+
+def runtime_table(records: Sequence[Record], baseline: str = "eager") -> str:
+    """One row per (model, runtime): speed, speed-up over the baseline, fidelity, best mark."""
+    ups, best = speedups(records, baseline), fastest(records)
+    columns = [MODEL,
+               Column("runtime", lambda r: r.runtime + (" **best**" if r.key in best else ""),
+                      needs_ok=False),
+               THROUGHPUT,
+               Column(f"x vs {baseline}", lambda r: num(ups.get(r.key), 2)),
+               *fidelity_columns(),
+               Column("left in float", float_ops_text),
+               STATUS]
+    order = {name: i for i, name in enumerate(dict.fromkeys(model_key(r) for r in records))}
+    return render_table(records, columns,
+                        sort_key=lambda r: (order[model_key(r)], -(r.throughput or 0)))
+
+
+def draw_plots(benchmarks: dict[str, Any], results_dir: Path) -> list[Path]:
+    """Every plot the README shows, into results/plots/: the 2D trade-offs over all records,
+    then whatever a benchmark draws of its own (its ``plots`` hook)."""
+    from segbench import plots
+    from segbench.results import load
+
+    out = Path(results_dir) / "plots"
+    loaded = {name: [load(p) for p in full_results_files(results_dir, name)]
+              for name in benchmarks}
+    records = [r for files in loaded.values() for f in files for r in f.records]
+    drawn = [plots.tradeoff_plot(records, "params", out / "tradeoff_params.png"),
+             plots.tradeoff_plot(records, "gflops", out / "tradeoff_gflops.png")]
+    for name, bench in benchmarks.items():
+        if bench.plots:
+            for results in loaded[name]:
+                drawn += bench.plots(results, out)
+    return [p for p in drawn if p is not None]
+
+
+# Two runs side by side -------------------------------------------------------------------------
+
+def _quartiles(r: Record) -> tuple[float, float]:
+    import numpy as np
+
+    q25, q75 = np.percentile(r.timing["repeat_throughputs"], [25, 75])
+    return float(q25), float(q75)
+
+
+def significant(a: Record, b: Record) -> bool:
+    """Different only if the interquartile ranges of the two runs' repeats do not overlap."""
+    a25, a75 = _quartiles(a)
+    b25, b75 = _quartiles(b)
+    return a75 < b25 or b75 < a25
+
+
+def compare_table(a: ResultsFile, b: ResultsFile) -> str:
+    """The cells two results files share, with B/A throughput and a significance mark."""
+    if a.benchmark != b.benchmark:
+        raise ValueError(f"cannot compare {a.benchmark!r} with {b.benchmark!r}")
+    b_by_key = {r.key: r for r in b.records}
+    rows = []
+    for ra in a.records:
+        rb = b_by_key.get(ra.key)
+        if rb is None:
+            continue
+        both = ra.ok and rb.ok and ra.throughput and rb.throughput
+        ratio = rb.throughput / ra.throughput if both else None
+        mark = DASH if not both else ("yes" if significant(ra, rb) else "no (IQRs overlap)")
+        rows.append([ra.extra.get("display", ra.model), ra.runtime,
+                     throughput_text(ra.timing) if ra.ok else status_text(ra),
+                     throughput_text(rb.timing) if rb.ok else status_text(rb),
+                     num(ratio, 2), mark])
+    headers = ["model", "runtime", f"A: {a.machine.get('slug', '?')}",
+               f"B: {b.machine.get('slug', '?')}", "B / A", "significant"]
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)

@@ -10,7 +10,7 @@ import json
 import sys
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from segbench import fidelity, machine
 from segbench.cell import Cell
@@ -104,7 +104,7 @@ def run_cell(cell: Cell) -> Record:
         reference = None
         record.gflops = count_flops(model, example) / 1e9
         record.memory.update(forward_memory(model, example))
-        if cell.fidelity and cell.runtime != runtimes.REFERENCE:
+        if cell.fidelity and not cell.scenario and cell.runtime != runtimes.REFERENCE:
             with torch.inference_mode():
                 reference = runtimes.to_numpy(model(example))
 
@@ -130,9 +130,27 @@ def run_cell(cell: Cell) -> Record:
     return record
 
 
+def workload(cell: Cell, example: Any) -> Callable[[Callable[[Any], Any]], Callable[[], Any]]:
+    """What one timed call does, given the prepared model's call: one forward pass on the
+    cell's input, or a scenario built around it (its inputs made here, before any clock)."""
+    scenario = cell.scenario
+    if not scenario:
+        return lambda call: (lambda: call(example))
+    if scenario["kind"] == "sliding_window":
+        from segbench.models import make_input
+        from segbench.volume import sliding_window_predict
+
+        volume = make_input(tuple(scenario["volume"]), seed=99)
+        return lambda call: (lambda: sliding_window_predict(
+            call, volume, scenario["patch"], scenario["step"], cell.model.classes,
+            mirror=scenario.get("mirror", False)))
+    raise ValueError(f"unknown scenario {scenario['kind']!r}")
+
+
 def _prepare_and_measure(module: Any, example: Any, cell: Cell, want_output: bool
                          ) -> tuple[dict[str, Any], Any]:
-    """Prepare ``module`` with the cell's runtime (timed apart), then time it by the protocol.
+    """Prepare ``module`` with the cell's runtime (timed apart), then time the cell's workload
+    by the protocol.
 
     Returns the prepare time, runtime info and timing, and the output on the cell's input (for
     fidelity) when asked.
@@ -144,7 +162,8 @@ def _prepare_and_measure(module: Any, example: Any, cell: Cell, want_output: boo
     prepared, prepare_s = time_call(
         lambda: runtime.prepare(module, example, cell.threads, **cell.runtime_options))
     try:
-        timing = measure(lambda: prepared.call(example), cell.protocol, batch=cell.batch)
+        timed = workload(cell, example)(prepared.call)
+        timing = measure(timed, cell.protocol, batch=cell.batch)
         output = runtimes.to_numpy(prepared.call(example)) if want_output else None
     finally:
         if prepared.cleanup:

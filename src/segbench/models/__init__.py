@@ -60,6 +60,13 @@ class ModelSpec:
     def from_dict(cls, data: dict[str, Any]) -> "ModelSpec":
         return cls(**data)
 
+    @classmethod
+    def from_label(cls, label: str, classes: int = DEFAULT_CLASSES,
+                   default_family: str = "3d") -> "ModelSpec":
+        """The inverse of ``label``: "resnet18+fpn" -> fpn family, anything else -> default."""
+        name, _, fam = label.partition("+")
+        return cls(fam or default_family, name, classes)
+
 
 def family(key: str) -> Family:
     if key not in FAMILY_MODULES:

@@ -1,0 +1,25 @@
+"""Encoder + Semantic FPN (Panoptic FPN semantic branch, 128-channel pyramid), 512x512, batch 1.
+
+How fast is each encoder once a light decoder works at 1/4 resolution, and how much of the time
+is still the encoder's? The encoder share comes from timing the encoder alone in the same cell.
+segmentation_models_pytorch's FPN on two of the encoders is the reference most users know.
+"""
+
+from segbench import report
+from segbench.bench import Benchmark, main
+
+BENCHMARK = Benchmark(
+    name="fpn_decoder",
+    title="Encoder + Semantic FPN, torch.compile + bf16 autocast",
+    families=["fpn"],
+    models=["mobileone_s0", "mobilenetv4_conv_small", "regnetx_002", "mobilenetv3_small_100",
+            "regnetx_004", "mobilenetv4_conv_medium", "repvgg_a0", "resnet18"],
+    quick_models=["mobilenetv4_conv_small", "resnet18"],
+    references=[("smp-fpn", ["mobilenetv4_conv_small", "resnet18"])],
+    parts=("encoder",),
+    columns=report.DECODER_COLUMNS,
+    sort_key=report.ok_first(report.throughput),
+)
+
+if __name__ == "__main__":
+    raise SystemExit(main(BENCHMARK))

@@ -1,0 +1,147 @@
+"""From measured forward passes to seconds per whole CT (the 2d_vs_3d benchmark's tables).
+
+Users segment CTs, not patches. A method (volume.Method) says how many forward passes of which
+input shape a CT needs; the harness measures one pass of that shape; this module joins the two,
+adds the memory a whole-CT run needs, and checks the per-pass model against a measured run of
+the real tiled loop.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from segbench import volume
+from segbench.models import ModelSpec
+from segbench.report import DASH, millions, num
+from segbench.results import Record
+
+SLICE_512 = 512 * 512  # voxels of one 512x512 slice: the unit of "slice equivalents"
+ACCUMULATOR_BYTES = 4  # nnU-Net accumulates float32 logits and weights over the padded grid
+
+
+def classes_per_network(method: volume.Method, classes: int) -> int:
+    """TotalSegmentator splits its labels over its part networks (each adds a background)."""
+    if method.networks == 1:
+        return classes
+    return math.ceil((classes - 1) / method.networks) + 1
+
+
+@dataclass(frozen=True)
+class Pass:
+    """One forward-pass shape a method needs measured."""
+
+    spec: ModelSpec
+    spatial: tuple[int, ...]
+
+
+def method_pass(method: volume.Method, preset: volume.VolumePreset, classes: int) -> Pass:
+    """The network and input shape of the forward pass ``method`` repeats on ``preset``."""
+    if method.slice_wise:
+        return Pass(ModelSpec.from_label(method.network, classes), tuple(preset.shape[1:]))
+    spec = ModelSpec("3d", method.network, classes_per_network(method, classes))
+    return Pass(spec, tuple(method.patch))
+
+
+def find(records: Sequence[Record], spec: ModelSpec, spatial: Sequence[int], runtime: str,
+         loop: bool = False) -> Record | None:
+    """The record measuring ``spec`` on ``spatial`` (a tiled-loop record if ``loop``)."""
+    for r in records:
+        if (r.family == spec.family and r.key.split("|")[1] == spec.name
+                and r.classes == spec.classes and tuple(r.shape[2:]) == tuple(spatial)
+                and r.runtime == runtime and bool(r.extra.get("loop")) == loop):
+            return r
+    return None
+
+
+def seconds_per_pass(r: Record | None) -> float | None:
+    if r is None or not r.ok or not r.throughput:
+        return None
+    return r.batch / r.throughput
+
+
+def whole_ct_memory(method: volume.Method, preset: volume.VolumePreset, r: Record,
+                    classes: int) -> int | None:
+    """Peak bytes of one CT: a pass's forward peak plus, for tiled 3D, nnU-Net's float32
+    logit and weight accumulators over the padded grid (2D keeps only a label map)."""
+    peak = r.memory.get("forward_peak_bytes")
+    if peak is None:
+        return None
+    if method.slice_wise:
+        return int(peak + math.prod(preset.shape))  # uint8 labels of the whole volume
+    grid = volume.resampled_shape(preset, method.spacing_mm)
+    padded = [max(g, p) for g, p in zip(grid, method.patch)]
+    return int(peak + math.prod(padded) * (classes + 1) * ACCUMULATOR_BYTES)
+
+
+def ct_rows(methods: Sequence[volume.Method], preset: volume.VolumePreset, classes: int,
+            records: Sequence[Record], runtime: str) -> list[dict[str, Any]]:
+    """One row per method: forward passes, measured seconds per pass, seconds per CT, memory."""
+    rows = []
+    for method in methods:
+        need = method_pass(method, preset, classes)
+        r = find(records, need.spec, need.spatial, runtime)
+        per_network, passes = volume.forward_passes(method, preset)
+        sec = seconds_per_pass(r)
+        rows.append({
+            "method": method.name, "network": r.extra.get("display", need.spec.name) if r else need.spec.name,
+            "networks": method.networks, "per_network": per_network, "passes": passes,
+            "slice_wise": method.slice_wise, "seconds_per_pass": sec,
+            "seconds_per_ct": passes * sec if sec else None,
+            "memory": whole_ct_memory(method, preset, r, need.spec.classes) if r and r.ok else None,
+            "status": "ok" if sec else (f"{r.status}: {r.reason}" if r else "not measured"),
+            "assumptions": assumptions(method, preset, need),
+        })
+    return rows
+
+
+def assumptions(method: volume.Method, preset: volume.VolumePreset, need: Pass) -> str:
+    if method.slice_wise:
+        return f"{preset.shape[0]} axial slices at {need.spatial[0]}x{need.spatial[1]}"
+    grid = "x".join(map(str, volume.resampled_shape(preset, method.spacing_mm)))
+    parts = [f"{method.spacing_mm:g} mm grid {grid}", f"patch {'x'.join(map(str, method.patch))}",
+             f"step {method.step:g}", "8x mirroring" if method.mirror else "no mirroring"]
+    if method.networks > 1:
+        parts.append(f"{method.networks} networks of {need.spec.classes} classes")
+    return ", ".join(parts)
+
+
+def loop_check(records: Sequence[Record], runtime: str) -> list[dict[str, Any]]:
+    """Measured tiled loops against tiles x measured seconds per tile."""
+    out = []
+    for r in records:
+        if not r.extra.get("loop") or r.runtime != runtime:
+            continue
+        spec = ModelSpec("3d", r.key.split("|")[1], r.classes)
+        tile = find(records, spec, r.shape[2:], runtime)
+        predicted = r.extra["passes"] * seconds_per_pass(tile) if seconds_per_pass(tile) else None
+        measured = seconds_per_pass(r)
+        out.append({"network": r.extra.get("display", spec.name),
+                    "volume": "x".join(map(str, r.extra["volume"][1:])),
+                    "tiles": r.extra["passes"], "measured": measured, "predicted": predicted,
+                    "ratio": measured / predicted if measured and predicted else None,
+                    "status": "ok" if r.ok else f"{r.status}: {r.reason}"})
+    return out
+
+
+def fmt_seconds(x: float | None) -> str:
+    if x is None:
+        return DASH
+    return f"{x:.2f}" if x < 10 else f"{x:.0f}"
+
+
+def fmt_bytes(n: int | None) -> str:
+    return DASH if n is None else f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
+def patch_row(r: Record) -> list[str]:
+    """Per-pass row of table 1: time, 512x512-slice equivalents per second, efficiency."""
+    voxels = math.prod(r.shape[2:]) * r.batch
+    equiv = r.throughput / r.batch * voxels / SLICE_512 if r.ok and r.throughput else None
+    kind = "3D" if r.family == "3d" else "2D"
+    return [r.extra.get("display", r.model), kind, millions(r.params),
+            "x".join(map(str, r.shape[2:])),
+            num(r.timing["latency_p50_ms"], 0) if r.ok else DASH,
+            num(equiv, 1), num(equiv / (r.params / 1e6), 2) if equiv and r.params else DASH,
+            "ok" if r.ok else f"{r.status}: {r.reason}"]

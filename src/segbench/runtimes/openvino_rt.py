@@ -1,0 +1,190 @@
+"""OpenVINO on the CPU plugin: FP32, BF16, and INT8 by NNCF post-training quantisation.
+
+The model comes in through the same ONNX export as ONNX Runtime's (``Core.read_model``), so both
+backends run one graph and a difference between their rows is the runtime's. Reading ONNX also
+keeps OpenVINO's Python conversion tool (and its telemetry) out of the way.
+
+The inference precision is always set explicitly: the CPU plugin silently runs BF16 wherever
+the CPU supports it, which would turn an "FP32" row into a BF16 one on exactly the machines
+where the difference matters. The compiled model's own properties and the precision each layer
+actually runs in are read back into the record.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def block_telemetry() -> bool:
+    """Keep OpenVINO and NNCF from sending usage telemetry; True if it was still possible.
+
+    openvino-telemetry 2025.2 ignores OPENVINO_TELEMETRY_OPT_OUT and treats a missing consent
+    file as consent: ``import openvino`` posts an event to Google Analytics (from a forked
+    process, waiting up to 3 s) and ``nncf.quantize`` posts more. Both libraries fall back to a
+    no-op stub when the package cannot be imported, which a ``None`` entry in ``sys.modules``
+    makes so for this process only, with nothing written to the user's home.
+    """
+    if sys.modules.get("openvino_telemetry") is not None:
+        return False  # already imported by someone else; too late to stop it here
+    sys.modules["openvino_telemetry"] = None  # type: ignore[assignment]
+    return True
+
+
+TELEMETRY_BLOCKED = block_telemetry()
+
+# ruff: noqa: E402 - these imports must come after the telemetry block above
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import openvino as ov
+import torch
+from torch import nn
+
+from segbench import machine
+from segbench.runtimes import Prepared
+from segbench.runtimes import calibration as calib
+from segbench.runtimes.export import (DEFAULT_EXPORTER, export_onnx, remove_dir, scratch_dir,
+                                      stage)
+
+DEVICE = "CPU"
+PRESETS = ("performance", "mixed")
+DEFAULT_PRESET = "performance"
+FLOAT_PRECISIONS = frozenset({"f32", "bf16", "f16"})
+# Layers of the executed graph that are plumbing, not computation
+PLUMBING_LAYERS = frozenset({"Input", "Output", "Const", "Reorder", "Reshape", "Transpose",
+                             "Concatenation", "Split", "Gather", "StridedSlice"})
+# Properties read back from the compiled model into the record
+READBACK = ("INFERENCE_PRECISION_HINT", "INFERENCE_NUM_THREADS", "NUM_STREAMS",
+            "PERFORMANCE_HINT", "EXECUTION_MODE_HINT", "ENABLE_CPU_PINNING",
+            "ENABLE_HYPER_THREADING")
+
+
+def compile_config(precision_hint: str, threads: int) -> dict[str, Any]:
+    """The protocol's rules: ``threads`` inference threads in one stream, latency mode."""
+    return {"INFERENCE_PRECISION_HINT": precision_hint, "INFERENCE_NUM_THREADS": threads,
+            "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
+
+
+def _readable(value: Any) -> Any:
+    """Property values as JSON-friendly scalars (element types become 'f32' / 'bf16')."""
+    if isinstance(value, ov.Type):
+        return value.get_type_name()
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value).split(".")[-1]
+
+
+def compiled_properties(compiled: ov.CompiledModel) -> dict[str, Any]:
+    out = {}
+    for name in READBACK:
+        try:
+            out[name] = _readable(compiled.get_property(name))
+        except RuntimeError:  # a property this OpenVINO version does not report
+            continue
+    return out
+
+
+def layer_precisions(compiled: ov.CompiledModel) -> dict[str, Any]:
+    """Precision each computing layer of the executed graph runs in, and the layer types that
+    run in float: what BF16 or INT8 really covered, beyond what was asked for."""
+    by_precision: Counter[str] = Counter()
+    float_types: Counter[str] = Counter()
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        layer = info["layerType"].astype(str)
+        precision = info["runtimePrecision"].astype(str)
+        if layer in PLUMBING_LAYERS:
+            continue
+        by_precision[precision] += 1
+        if precision in FLOAT_PRECISIONS:
+            float_types[f"{layer} ({precision})"] += 1
+    return {"by_precision": dict(sorted(by_precision.items())),
+            "float_layer_types": dict(sorted(float_types.items()))}
+
+
+def quantize_nncf(model: ov.Model, arrays: Sequence[np.ndarray], preset: str) -> ov.Model:
+    """NNCF post-training quantisation (min-max statistics + fast bias correction) on
+    ``arrays``, the same calibration tensors ORT INT8 gets."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown NNCF preset {preset!r}; valid: {', '.join(PRESETS)}")
+    import nncf  # slow to import; only INT8 needs it
+
+    return nncf.quantize(model, nncf.Dataset(list(arrays)), subset_size=len(arrays),
+                         preset=nncf.QuantizationPreset(preset),
+                         target_device=nncf.TargetDevice.CPU)
+
+
+@dataclass
+class OpenVinoRuntime:
+    name: str
+    precision: str  # fp32 / bf16 / int8
+
+    @property
+    def precision_hint(self) -> str:
+        """bf16 only for the bf16 row; INT8 keeps f32 so non-quantised layers stay f32."""
+        return "bf16" if self.precision == "bf16" else "f32"
+
+    def unavailable_reason(self) -> str | None:
+        if self.precision == "bf16" and not machine.has_bf16():
+            return ("bf16 needs avx512_bf16 or AMX; without them OpenVINO cannot run bf16 "
+                    "natively")
+        return None
+
+    def prepare(self, model: nn.Module, example: torch.Tensor, threads: int,
+                exporter: str = DEFAULT_EXPORTER, calibration: int | None = None,
+                calibration_inputs: Sequence[calib.CalibrationInput] | None = None,
+                preset: str = DEFAULT_PRESET, **options: Any) -> Prepared:
+        """Export to ONNX, read, (quantise,) compile for the CPU with explicit properties.
+
+        Options: ``exporter`` ("dynamo" / "legacy"); for INT8 ``calibration`` (count),
+        ``calibration_inputs`` (explicit arrays) and ``preset`` ("performance": symmetric
+        activations, "mixed": asymmetric). Options meant for other runtimes are ignored.
+        """
+        directory = scratch_dir(f"segbench-{self.name}-")
+        try:
+            exported = export_onnx(model, example, directory, exporter)
+            info: dict[str, Any] = {**exported.info, "source": "onnx via Core.read_model",
+                                    "openvino": ov.__version__,
+                                    "telemetry_blocked": TELEMETRY_BLOCKED}
+            core = ov.Core()
+            with stage("openvino read"):
+                ov_model = core.read_model(str(exported.path))
+            if self.precision == "int8":
+                arrays = calib.calibration_inputs(example, calibration, calibration_inputs)
+                with stage("nncf quantize"):
+                    ov_model = quantize_nncf(ov_model, arrays, preset)
+                info["quantization"] = {"tool": "nncf.quantize", "preset": preset,
+                                        **calib.describe(arrays, calibration_inputs is not None)}
+            config = compile_config(self.precision_hint, threads)
+            with stage("openvino compile"):
+                compiled = core.compile_model(ov_model, DEVICE, config)
+        except BaseException:
+            remove_dir(directory)
+            raise
+        info.update(requested={k: str(v) for k, v in config.items()},
+                    compiled=compiled_properties(compiled), layers=layer_precisions(compiled))
+        return Prepared(call=self._caller(compiled), info=info,
+                        cleanup=lambda: remove_dir(directory))
+
+    @staticmethod
+    def _caller(compiled: ov.CompiledModel) -> Any:
+        request = compiled.create_infer_request()
+
+        def call(x: torch.Tensor) -> np.ndarray | list[np.ndarray]:
+            # inputs shared (zero-copy, like ORT's x.numpy()); outputs copied out, as ORT and
+            # eager hand back fresh arrays, and so they outlive the request
+            result = request.infer({0: x.numpy()}, share_inputs=True, share_outputs=False)
+            outputs = list(result.to_tuple())
+            return outputs[0] if len(outputs) == 1 else outputs
+
+        return call
+
+
+RUNTIMES = {
+    "openvino-fp32": OpenVinoRuntime("openvino-fp32", "fp32"),
+    "openvino-bf16": OpenVinoRuntime("openvino-bf16", "bf16"),
+    "openvino-int8": OpenVinoRuntime("openvino-int8", "int8"),
+}

@@ -1,0 +1,239 @@
+"""Give a 2D network something to have learned, so precision and runtime losses can be scored.
+
+On random weights logits are nearly tied and any perturbation flips labels, which overstates
+what bf16 or INT8 would cost a real model. Training briefly on phantoms (segbench.data) gives
+decisive logits and a ground truth: :func:`evaluate` scores any runtime's output against the
+phantoms' labels, not only against FP32 eager.
+
+Weights are stored with safetensors (no pickle) in ``cache/weights`` under a name made of every
+training argument and the phantom version, so the same request reuses the same file and a
+changed generator never serves stale weights.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from segbench.data.phantom import PHANTOM_VERSION, PhantomDataset
+from segbench.fidelity import dice_per_label
+from segbench.runtimes import to_numpy
+
+WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "cache" / "weights"
+SEED_STREAM = 10**6  # training phantoms per seed: seed s trains on train indices s*SEED_STREAM...
+DICE_SMOOTH = 1.0
+
+
+@dataclass
+class TrainResult:
+    """What a training run did: its arguments and the loss of every step."""
+
+    steps: int
+    batch: int
+    size: int
+    lr: float
+    seed: int
+    classes: int
+    losses: list[float] = field(default_factory=list)
+
+    @property
+    def final_loss(self) -> float:
+        """Mean loss of the last tenth of the steps (one step is too noisy to report)."""
+        tail = self.losses[-max(1, len(self.losses) // 10):]
+        return float(np.mean(tail)) if tail else math.nan
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def soft_dice_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """1 - mean soft Dice over the foreground classes, pooled over the batch.
+
+    Cross-entropy alone is dominated by the background (most pixels); the Dice term weighs
+    every organ equally, which is what the evaluation scores. Pooling over the batch and a
+    smoothing of 1 keep classes absent from a batch from producing 0/0.
+    """
+    probs = logits.softmax(dim=1)
+    onehot = F.one_hot(labels, logits.shape[1]).movedim(-1, 1).to(probs.dtype)
+    dims = (0, *range(2, logits.dim()))
+    overlap = (probs * onehot).sum(dims)
+    total = probs.sum(dims) + onehot.sum(dims)
+    dice = (2.0 * overlap + DICE_SMOOTH) / (total + DICE_SMOOTH)
+    return 1.0 - dice[1:].mean()
+
+
+def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy + soft Dice, the usual pair for medical segmentation (nnU-Net's default)."""
+    return F.cross_entropy(logits, labels) + soft_dice_loss(logits, labels)
+
+
+def _schedule(steps: int) -> Callable[[int], float]:
+    """Linear warm-up over 5 % of the steps, then cosine decay to zero.
+
+    A short fixed budget ends at a small learning rate, so the last weights are settled rather
+    than wherever the last large step threw them.
+    """
+    warmup = max(1, steps // 20)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+
+    return factor
+
+
+def train(model: nn.Module, steps: int = 300, batch: int = 8, size: int = 128,
+          lr: float = 3e-3, seed: int = 0, classes: int = 9, *, weight_decay: float = 1e-4,
+          log_every: int = 50) -> TrainResult:
+    """Train ``model`` ((N, 3, H, W) -> (N, classes, H, W) logits) in place on phantom slices.
+
+    Deterministic for a given seed: ``torch.manual_seed(seed)`` and a fixed data order (step
+    i sees train phantoms ``seed * SEED_STREAM + i * batch`` onwards, all freshly generated, so
+    no sample is seen twice). The model is trained in train mode and left in eval mode, as
+    :func:`segbench.models.build_model` hands it over. Every ``log_every`` steps the mean loss
+    goes to stderr (0 turns this off).
+    """
+    if steps < 1 or batch < 1:
+        raise ValueError(f"steps and batch must be >= 1, got {steps}, {batch}")
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters")
+    torch.manual_seed(seed)
+    data = PhantomDataset("train", size, steps * batch, organs=classes - 1,
+                          start=seed * SEED_STREAM)
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(steps))
+    result = TrainResult(steps, batch, size, lr, seed, classes)
+    model.train()
+    try:
+        for step in range(steps):
+            images, labels = data.batch(step * batch, batch)
+            logits = model(torch.from_numpy(images))
+            if logits.shape[1] != classes:
+                raise ValueError(f"model gives {logits.shape[1]} channels, expected {classes}")
+            loss = segmentation_loss(logits, torch.from_numpy(labels))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            result.losses.append(float(loss.detach()))
+            if log_every and (step + 1) % log_every == 0:
+                recent = np.mean(result.losses[-log_every:])
+                print(f"train step {step + 1}/{steps} loss {recent:.4f}", file=sys.stderr)
+    finally:
+        model.eval()
+    return result
+
+
+def foreground_dice(ref_labels: np.ndarray, out_labels: np.ndarray) -> dict[int, float]:
+    """Dice of every organ (label > 0) present in the reference.
+
+    The background is left out: it is most of every image and would lift the mean towards 1
+    whatever happens to the organs.
+    """
+    return {k: v for k, v in dice_per_label(ref_labels, out_labels).items() if k != 0}
+
+
+def evaluate(predict: Callable[[torch.Tensor], Any], n: int = 32, size: int = 128,
+             seed: int = 0, classes: int = 9, batch: int = 1) -> dict[str, Any]:
+    """Dice of ``predict``'s argmax against the phantom labels of the held-out eval split.
+
+    ``predict`` is any callable from a float32 (batch, 3, H, W) tensor to logits (a tensor, a
+    numpy array or a one-element tuple of them), so every runtime is scored the same way. It is
+    always called with exactly ``batch`` images, since runtimes prepared for a static shape
+    accept nothing else; a short last batch is padded with repeats that are then dropped.
+    The eval phantoms are indices ``seed`` .. ``seed + n - 1`` of the eval split.
+
+    Dice is pooled over all ``n`` slices per organ (a small organ cut at a slice edge would make
+    per-slice Dice erratic), then averaged over organs.
+    """
+    data = PhantomDataset("eval", size, n, organs=classes - 1, start=seed)
+    refs, outs = [], []
+    for images, labels in data.batches(batch):
+        real = len(images)
+        if real < batch:
+            images = np.concatenate([images, np.repeat(images[-1:], batch - real, axis=0)])
+        logits = to_numpy(predict(torch.from_numpy(images)))
+        if logits.shape[1] != classes:
+            raise ValueError(f"predict gives {logits.shape[1]} channels, expected {classes}")
+        outs.append(logits[:real].argmax(axis=1))
+        refs.append(labels)
+    dice = foreground_dice(np.concatenate(refs), np.concatenate(outs))
+    return {"mean_dice": float(np.mean(list(dice.values()))) if dice else math.nan,
+            "dice": dice, "n": n, "size": size, "split": "eval", "first_index": seed,
+            "phantom_version": PHANTOM_VERSION}
+
+
+def save_weights(model: nn.Module, path: str | Path, metadata: dict[str, str] | None = None
+                 ) -> Path:
+    """The model's state dict as a safetensors file, written atomically.
+
+    Tensors are cloned so that weights shared between modules are stored once each (safetensors
+    refuses shared storage); load_state_dict restores them into the shared parameter.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
+    """Load a :func:`save_weights` file into ``model`` (strict: every tensor must match)."""
+    model.load_state_dict(load_file(str(path)), strict=True)
+    return model
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    with safe_open(str(path), framework="pt") as f:
+        return dict(f.metadata() or {})
+
+
+def weights_path(name: str, steps: int, batch: int, size: int, lr: float, seed: int,
+                 classes: int, directory: str | Path | None = None) -> Path:
+    """Where the weights of one training request live; the name holds every argument."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-")
+    stem = (f"{slug}-c{classes}-steps{steps}-b{batch}-px{size}-lr{lr:g}-seed{seed}"
+            f"-phantom{PHANTOM_VERSION}")
+    return Path(directory or WEIGHTS_DIR) / f"{stem}.safetensors"
+
+
+def train_or_load(model: nn.Module, name: str, steps: int = 300, batch: int = 8,
+                  size: int = 128, lr: float = 3e-3, seed: int = 0, classes: int = 9,
+                  directory: str | Path | None = None, log_every: int = 50) -> Path:
+    """Load the cached weights of this request into ``model``, training and caching on a miss.
+
+    ``name`` must identify the architecture (e.g. ``ModelSpec.label`` plus anything that
+    changes its structure): the cache key cannot see inside the model.
+    """
+    path = weights_path(name, steps, batch, size, lr, seed, classes, directory)
+    if path.exists():
+        load_weights(model, path)
+        return path
+    result = train(model, steps, batch, size, lr, seed, classes, log_every=log_every)
+    meta = {k: str(v) for k, v in result.to_dict().items() if k != "losses"}
+    meta.update(name=name, final_loss=f"{result.final_loss:.6f}",
+                phantom_version=str(PHANTOM_VERSION))
+    return save_weights(model, path, meta)

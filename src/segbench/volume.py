@@ -1,0 +1,296 @@
+"""Whole-CT scenario: what segmenting one CT costs, slice-wise in 2D or by sliding window in 3D.
+
+A per-pass timing says little on its own: a 3D network sees a resampled grid in overlapping
+tiles, maybe several networks in a row and maybe 8 mirrored copies of each tile, while a 2D
+network sees every axial slice once. This module turns a method and a CT into a number of
+forward passes (pure arithmetic, no clock: the harness times one pass and multiplies), and
+implements nnU-Net's sliding-window inference so that the tiling it counts is the tiling it runs.
+
+Axis order is (z, y, x) everywhere: slices first, as the arrays of nnU-Net and of our inputs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+SIGMA_SCALE = 1 / 8  # nnU-Net: Gaussian sigma = patch / 8 per axis
+
+# --------------------------------------------------------------------------------------------
+# Tiling
+
+
+def _check_step(step: float) -> None:
+    if not 0 < step <= 1:
+        raise ValueError(f"tile step must be a fraction of the patch in (0, 1], got {step}")
+
+
+def tile_starts(image: int, patch: int, step: float) -> list[int]:
+    """Start offsets of the tiles along one axis, nnU-Net's ``compute_steps_for_sliding_window``.
+
+    The tile count is the smallest that keeps consecutive tiles at most ``patch * step`` apart;
+    the tiles are then spread evenly so that the first starts at 0 and the last ends at the
+    image's edge. An image smaller than the patch is padded first, so it gets one tile.
+    """
+    _check_step(step)
+    image = max(image, patch)
+    span = image - patch
+    count = math.ceil(span / (patch * step)) + 1
+    if count == 1:
+        return [0]
+    spacing = span / (count - 1)
+    # round() rounds halves to even, like np.round in nnU-Net
+    return [int(round(spacing * i)) for i in range(count)]
+
+
+def tile_grid(image_shape: Sequence[int], patch: Sequence[int], step: float) -> list[list[int]]:
+    """Tile starts per axis; the tiles are their Cartesian product."""
+    if len(image_shape) != len(patch):
+        raise ValueError(f"image {tuple(image_shape)} and patch {tuple(patch)} differ in rank")
+    return [tile_starts(i, p, step) for i, p in zip(image_shape, patch)]
+
+
+def tile_count(image_shape: Sequence[int], patch: Sequence[int], step: float) -> int:
+    return math.prod(len(starts) for starts in tile_grid(image_shape, patch, step))
+
+
+def padding_to_patch(image_shape: Sequence[int], patch: Sequence[int]) -> list[tuple[int, int]]:
+    """(before, after) zero padding per axis that brings the image up to the patch, centred.
+
+    nnU-Net pads this way (``pad_nd_image``) and crops the prediction back afterwards.
+    """
+    pads = []
+    for i, p in zip(image_shape, patch):
+        missing = max(p - i, 0)
+        pads.append((missing // 2, missing - missing // 2))
+    return pads
+
+
+# --------------------------------------------------------------------------------------------
+# Gaussian importance map
+
+
+def gaussian_importance_map(patch: Sequence[int], sigma_scale: float = SIGMA_SCALE
+                            ) -> torch.Tensor:
+    """Per-voxel weight of a tile's prediction: a Gaussian centred on the patch, max 1.
+
+    Predictions near a tile's border see less context and are less reliable, so overlapping
+    tiles are blended with more weight at their centres. Unlike nnU-Net, which puts a unit
+    impulse at voxel ``patch // 2`` and blurs it (half a voxel off-centre for even sizes), the
+    Gaussian is evaluated at voxel centres around the true centre ``(patch - 1) / 2``, so the map
+    is exactly mirror-symmetric and mirroring TTA does not skew the blend. Zeros (underflow far
+    from the centre) become the smallest nonzero weight, as in nnU-Net, so that no voxel can end
+    with a zero weight sum.
+    """
+    weights = torch.ones((), dtype=torch.float64)
+    for axis, size in enumerate(patch):
+        coords = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+        profile = torch.exp(-0.5 * (coords / (size * sigma_scale)) ** 2)
+        shape = [1] * len(patch)
+        shape[axis] = size
+        weights = weights * profile.reshape(shape)
+    weights = (weights / weights.max()).float()
+    nonzero = weights[weights > 0]
+    return torch.where(weights > 0, weights, nonzero.min())
+
+
+# --------------------------------------------------------------------------------------------
+# Sliding-window inference
+
+
+def mirror_axes(dims: int, mirror: bool) -> list[tuple[int, ...]]:
+    """Spatial axes (of a (1, C, *spatial) tensor) flipped in each test-time-augmented pass.
+
+    With mirroring every subset of the spatial axes is flipped once, the empty one included:
+    2^dims passes per tile (8 in 3D, 4 in 2D). Without, one pass.
+    """
+    axes = range(2, 2 + dims)
+    if not mirror:
+        return [()]
+    return [combo for r in range(dims + 1) for combo in itertools.combinations(axes, r)]
+
+
+def _as_tensor(out: Any) -> torch.Tensor:
+    """A predictor's output as a float32 tensor, whatever the runtime returned."""
+    if isinstance(out, (list, tuple)):
+        if len(out) != 1:
+            raise ValueError(f"predict returned {len(out)} outputs; expected one")
+        out = out[0]
+    if not isinstance(out, torch.Tensor):
+        out = torch.from_numpy(np.asarray(out))
+    return out.float()
+
+
+def _predict_tile(predict: Callable[[torch.Tensor], Any], tile: torch.Tensor,
+                  expected: tuple[int, ...], mirror: bool) -> torch.Tensor:
+    """The mean prediction over the mirrored copies of one (1, C_in, *patch) tile."""
+    combos = mirror_axes(tile.dim() - 2, mirror)
+    total = torch.zeros(expected, dtype=torch.float32)
+    for axes in combos:
+        flipped = tile.flip(axes) if axes else tile
+        out = _as_tensor(predict(flipped.contiguous()))
+        if tuple(out.shape) != expected:
+            raise ValueError(f"predict returned shape {tuple(out.shape)}; expected {expected}")
+        total += out.flip(axes) if axes else out
+    return total / len(combos)
+
+
+def sliding_window_predict(predict: Callable[[torch.Tensor], Any],
+                           volume: torch.Tensor | np.ndarray,
+                           patch: Sequence[int], step: float, num_classes: int,
+                           mirror: bool = False, use_gaussian: bool = True) -> torch.Tensor:
+    """nnU-Net's sliding-window inference of ``volume`` (C_in, *spatial) -> (classes, *spatial).
+
+    ``predict`` maps a float32 (1, C_in, *patch) tensor to (1, num_classes, *patch) logits
+    (a tensor, an array, or a one-element list of either: a runtime's native output). The
+    volume is zero-padded (centred) to at least the patch, tiled with :func:`tile_grid`, every
+    tile predicted (2^dims times with mirroring), the predictions accumulated with the Gaussian
+    (or uniform) weights and divided by the accumulated weights, then the padding is cropped.
+    ``predict`` is called ``tile_count(...) * len(mirror_axes(dims, mirror))`` times.
+    """
+    x = torch.as_tensor(volume, dtype=torch.float32)
+    dims = len(patch)
+    if x.dim() != dims + 1:
+        raise ValueError(f"volume must be (C_in, *spatial) with {dims} spatial axes, "
+                         f"got shape {tuple(x.shape)}")
+    spatial = tuple(x.shape[1:])
+    pads = padding_to_patch(spatial, patch)
+    # F.pad takes (before, after) pairs from the last axis backwards
+    x = F.pad(x, [p for pair in reversed(pads) for p in pair])
+    padded = tuple(x.shape[1:])
+
+    weight = (gaussian_importance_map(patch) if use_gaussian
+              else torch.ones(tuple(patch), dtype=torch.float32))
+    logits = torch.zeros((num_classes, *padded), dtype=torch.float32)
+    weight_sum = torch.zeros(padded, dtype=torch.float32)
+    expected = (1, num_classes, *patch)
+    for starts in itertools.product(*tile_grid(padded, patch, step)):
+        window = tuple(slice(s, s + p) for s, p in zip(starts, patch))
+        tile = x[(slice(None), *window)].unsqueeze(0)
+        pred = _predict_tile(predict, tile, expected, mirror)
+        logits[(slice(None), *window)] += pred[0] * weight
+        weight_sum[window] += weight
+    logits /= weight_sum
+    crop = tuple(slice(before, before + size) for (before, _), size in zip(pads, spatial))
+    return logits[(slice(None), *crop)]
+
+
+# --------------------------------------------------------------------------------------------
+# CT presets
+
+
+@dataclass(frozen=True)
+class VolumePreset:
+    """A CT as TotalSegmentator's runtime table describes it: a voxel grid and its spacing."""
+
+    name: str
+    shape: tuple[int, int, int]  # (z, y, x) voxels
+    spacing_mm: tuple[float, float, float]  # (z, y, x)
+
+
+PRESETS: dict[str, VolumePreset] = {
+    preset.name: preset for preset in (
+        VolumePreset("ct-512x512x280", (280, 512, 512), (1.5, 0.78, 0.78)),
+        VolumePreset("ct-512x512x458", (458, 512, 512), (1.5, 0.78, 0.78)),
+    )
+}
+
+
+def resampled_shape(preset: VolumePreset, spacing_mm: float) -> tuple[int, int, int]:
+    """The grid a network working at isotropic ``spacing_mm`` sees: nnU-Net's rounding.
+
+    The field of view is kept, so each axis becomes round(voxels * spacing / target).
+    """
+    if spacing_mm <= 0:
+        raise ValueError(f"target spacing must be positive, got {spacing_mm}")
+    z, y, x = (max(1, int(round(n * s / spacing_mm)))
+               for n, s in zip(preset.shape, preset.spacing_mm))
+    return z, y, x
+
+
+# --------------------------------------------------------------------------------------------
+# Whole-CT methods
+
+
+@dataclass(frozen=True)
+class Method:
+    """How a tool segments a whole CT, reduced to what decides its number of forward passes."""
+
+    name: str
+    network: str  # a "3d" family network, or the label of a 2D model for slice-wise methods
+    networks: int  # networks run one after another on every CT (TotalSegmentator: 5 parts)
+    spacing_mm: float | None  # isotropic grid the networks see; None = the CT's own grid
+    patch: tuple[int, int, int] | None  # (z, y, x) tile; None = whole axial slices (2D)
+    step: float  # tile step as a fraction of the patch (nnU-Net's tile_step_size)
+    mirror: bool  # test-time mirroring over every combination of axes
+
+    @property
+    def slice_wise(self) -> bool:
+        return self.patch is None
+
+    @property
+    def dims(self) -> int:
+        return 2 if self.slice_wise else 3
+
+    @property
+    def passes_per_tile(self) -> int:
+        return len(mirror_axes(self.dims, self.mirror))
+
+
+TOTALSEG_PATCH = (128, 128, 128)
+STUNET_PATCH = (128, 128, 128)
+FAST_PATCH = (112, 112, 128)  # TotalSegmentator --fast (Dataset297) plans, (z, y, x)
+
+METHODS_3D: tuple[Method, ...] = (
+    # five 1.5 mm "part" networks (organs, vertebrae, cardiac, muscles, ribs); TotalSegmentator
+    # runs nnU-Net's predictor with step 0.8 and mirroring off to stay fast
+    Method("TotalSegmentator", "totalseg-1.5mm", 5, 1.5, TOTALSEG_PATCH, 0.8, False),
+    Method("TotalSegmentator --fast", "totalseg-3mm", 1, 3.0, FAST_PATCH, 0.8, False),
+    # what nnU-Net's predictor does by default: half-patch steps and 8-fold mirroring
+    Method("nnU-Net defaults", "totalseg-1.5mm", 1, 1.5, TOTALSEG_PATCH, 0.5, True),
+    Method("STU-Net-S", "stunet-s", 1, 1.5, STUNET_PATCH, 0.5, False),
+    Method("STU-Net-B", "stunet-b", 1, 1.5, STUNET_PATCH, 0.5, False),
+)
+
+
+def slice_wise(model_2d: str) -> Method:
+    """A 2D network run once on every axial slice, at the CT's own in-plane size."""
+    return Method(f"2D slice-wise ({model_2d})", model_2d, 1, None, None, 1.0, False)
+
+
+def methods(model_2d: str) -> list[Method]:
+    """Every whole-CT method the 2d_vs_3d comparison shows, with ``model_2d`` as the 2D one."""
+    return [*METHODS_3D, slice_wise(model_2d)]
+
+
+def pass_input_shape(method: Method, preset: VolumePreset) -> tuple[int, ...]:
+    """Spatial shape of one forward pass's input: the patch, or one axial slice."""
+    if method.patch is None:
+        return preset.shape[1:]
+    return method.patch
+
+
+def forward_passes(method: Method, preset: VolumePreset) -> tuple[int, int]:
+    """(tiles or slices per network, total forward passes) to segment ``preset`` with ``method``.
+
+    Total = per-network count x networks x mirrored copies. Resampling, blending and argmax are
+    not forward passes and are left out: on a CPU the passes dominate.
+    """
+    if method.slice_wise:
+        per_network = preset.shape[0]
+    else:
+        assert method.spacing_mm is not None and method.patch is not None
+        grid = resampled_shape(preset, method.spacing_mm)
+        per_network = tile_count(grid, method.patch, method.step)
+    return per_network, per_network * method.networks * method.passes_per_tile
+
+
+def seconds_per_ct(method: Method, preset: VolumePreset, seconds_per_pass: float) -> float:
+    """Network time for one CT, from the measured time of one forward pass of its input shape."""
+    return forward_passes(method, preset)[1] * seconds_per_pass

@@ -1,0 +1,110 @@
+"""Tables render from records; README sections regenerate; --check catches hand edits; plots
+and comparisons draw from small fixtures."""
+
+import importlib.util
+
+import pytest
+
+from conftest import ROOT
+from segbench import plots, report
+from segbench.results import Record, ResultsFile, save
+
+
+def rec(model="resnet18", runtime="eager", tp=10.0, status="ok", family="fpn", params=2_000_000,
+        gflops=3.0, reps=None, key=None, **kw):
+    timing = None
+    if status == "ok":
+        reps = reps or [tp * 0.98, tp, tp * 1.02]
+        timing = {"throughput": tp, "throughput_iqr": 0.2, "repeat_throughputs": reps,
+                  "latency_p50_ms": 1000 / tp, "latency_p99_ms": 1100 / tp, "first_call_s": 1.0,
+                  "noisy": False}
+    return Record(benchmark="encoder_only", key=key or f"{family}|{model}|{runtime}",
+                  model=model, runtime=runtime, shape=[1, 3, 512, 512], batch=1, threads=2,
+                  family=family, status=status, params=params, gflops=gflops, timing=timing,
+                  prepare_s=0.5, date="2026-11-23T00:00:00+00:00", commit="abc", **kw)
+
+
+MACHINE = {"slug": "fake-2c", "cpu": "Fake CPU", "physical_cores": 2, "memory_gib": 8,
+           "isa": {"avx512_bf16": True}, "packages": {"torch": "x"}}
+
+
+def test_failed_rows_show_their_reason_and_no_numbers():
+    table = report.render_table([rec(), rec("m2", status="failed", reason="prepare: boom")],
+                                [report.MODEL, report.THROUGHPUT, report.STATUS],
+                                report.ok_first(report.throughput))
+    lines = table.splitlines()
+    assert "10.0 ± 0.2" in lines[2] and "ok" in lines[2]
+    assert "failed: prepare: boom" in lines[3] and report.DASH in lines[3]
+
+
+def test_runtime_table_marks_best_and_speedup():
+    rows = [rec(runtime="eager", tp=10.0), rec(runtime="ort-int8", tp=25.0,
+                                                fidelity={"max_abs": 0.5, "sqnr_db": 20.0,
+                                                          "label_agreement": 97.0,
+                                                          "mean_dice": 0.9},
+                                                runtime_info={"float_op_types": ["Resize"]})]
+    table = report.runtime_table(rows)
+    int8 = next(line for line in table.splitlines() if "ort-int8" in line)
+    assert "**best**" in int8 and "2.50" in int8 and "Resize" in int8
+    assert "agreement < 99 %" in int8  # below the threshold: marked, not hidden
+
+
+@pytest.fixture
+def report_main():
+    spec = importlib.util.spec_from_file_location("report_cmd", ROOT / "benchmarks/report.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def test_readme_regenerates_and_check_catches_a_hand_edit(tmp_path, report_main, capsys):
+    results = tmp_path / "results"
+    save(results / "encoder_only" / "fake-2c.json", ResultsFile("encoder_only", MACHINE, [
+        rec("resnet18", family="encoder", tp=33.3), rec("mobileone_s0", family="encoder", tp=90.0)]))
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- results:encoder_only -->\nold\n<!-- /results:encoder_only -->\n")
+    args = ["--readme", str(readme), "--results", str(results)]
+    assert report_main(args + ["--check"]) == 1  # stale before regeneration
+    assert report_main(args) == 0
+    text = readme.read_text()
+    assert "33.3 ± 0.2" in text and "Fake CPU" in text and "old" not in text
+    assert report_main(args + ["--check"]) == 0
+    readme.write_text(text.replace("33.3 ± 0.2", "43.3 ± 0.2"))  # a hand-edited number
+    assert report_main(args + ["--check"]) == 1
+    assert "stale" in capsys.readouterr().err
+
+
+def test_quick_files_never_reach_the_readme(tmp_path):
+    results = tmp_path / "results"
+    save(results / "encoder_only" / "fake-2c.quick.json",
+         ResultsFile("encoder_only", MACHINE, [rec(quick=True)]))
+    assert report.full_results_files(results, "encoder_only") == []
+
+
+def test_pareto_front():
+    points = [(1.0, 10.0), (2.0, 8.0), (3.0, 20.0), (4.0, 15.0), (0.5, 2.0)]
+    assert plots.pareto_front(points) == [4, 0, 2]
+
+
+def test_plots_render_from_a_fixture(tmp_path):
+    records = [rec("a", tp=50.0, params=2e6, gflops=2.0), rec("b", tp=30.0, params=12e6,
+                                                               gflops=9.0),
+               rec("a", runtime="ort-fp32", tp=70.0, params=2e6, gflops=2.0, key="k3")]
+    for x in ("params", "gflops"):
+        path = plots.tradeoff_plot(records, x, tmp_path / f"{x}.png")
+        assert path.stat().st_size > 1000
+    assert plots.tradeoff_plot([], "params", tmp_path / "none.png") is None
+    bars = plots.ct_seconds_plot([("2D", 30.0), ("3D", 600.0)], tmp_path / "ct.png", "t")
+    assert bars.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_compare_marks_overlapping_spreads_not_significant():
+    a = ResultsFile("encoder_only", {"slug": "a"}, [rec(tp=10.0, reps=[9.0, 10.0, 11.0]),
+                                                     rec("m2", tp=10.0, reps=[9.9, 10.0, 10.1])])
+    b = ResultsFile("encoder_only", {"slug": "b"}, [rec(tp=10.5, reps=[9.5, 10.5, 11.5]),
+                                                     rec("m2", tp=20.0, reps=[19.9, 20.0, 20.1])])
+    lines = report.compare_table(a, b).splitlines()
+    assert "no (IQRs overlap)" in lines[2] and "1.05" in lines[2]
+    assert "yes" in lines[3] and "2.00" in lines[3]
+    with pytest.raises(ValueError):
+        report.compare_table(a, ResultsFile("other", {}, []))

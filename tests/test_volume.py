@@ -1,0 +1,184 @@
+"""Sliding-window tiling, blending and the forward-pass counts of the whole-CT methods."""
+
+import numpy as np
+import pytest
+import torch
+
+from segbench import volume
+from segbench.volume import (METHODS_3D, PRESETS, forward_passes, gaussian_importance_map,
+                             methods, resampled_shape, seconds_per_ct, sliding_window_predict,
+                             tile_count, tile_starts)
+
+CT_280 = PRESETS["ct-512x512x280"]
+CT_458 = PRESETS["ct-512x512x458"]
+
+
+# --- tiling ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("image, patch, step, starts", [
+    (128, 128, 0.5, [0]),  # image = patch: one tile
+    (50, 128, 0.5, [0]),  # smaller than the patch: padded, one tile
+    (160, 64, 0.5, [0, 32, 64, 96]),  # (160-64)/32 = 3 exactly: 4 tiles, 32 apart
+    (100, 64, 0.5, [0, 18, 36]),  # ceil(36/32)+1 = 3 tiles over a span of 36
+    (101, 64, 0.5, [0, 18, 37]),  # 18.5 rounds half to even, as np.round does
+    (266, 128, 0.8, [0, 69, 138]),  # ceil(138/102.4)+1 = 3
+    (133, 128, 0.8, [0, 5]),  # 5 voxels past the patch still cost a second tile
+])
+def test_tile_starts_by_hand(image, patch, step, starts):
+    assert tile_starts(image, patch, step) == starts
+
+
+def test_tile_count_is_the_product_over_axes():
+    assert tile_count((128, 128, 128), (128, 128, 128), 0.5) == 1
+    assert tile_count((160, 100, 50), (64, 64, 64), 0.5) == 4 * 3 * 1
+
+
+def test_step_outside_zero_one_is_refused():
+    with pytest.raises(ValueError, match="step"):
+        tile_starts(200, 64, 0.0)
+    with pytest.raises(ValueError, match="step"):
+        tile_starts(200, 64, 1.5)
+
+
+# --- Gaussian importance map ----------------------------------------------------------------
+
+@pytest.mark.parametrize("patch", [(5, 8, 7), (16, 16, 16), (9, 12)])
+def test_gaussian_is_symmetric_and_peaks_at_the_centre(patch):
+    g = gaussian_importance_map(patch)
+    assert g.shape == patch
+    assert g.dtype == torch.float32
+    for axis in range(len(patch)):
+        assert torch.equal(g, g.flip(axis))
+    assert g.max() == 1.0
+    # the central voxel(s): one for odd sizes, the two middle ones for even sizes
+    centre = tuple(slice((p - 1) // 2, p // 2 + 1) for p in patch)
+    assert (g[centre] == g.max()).all()
+    assert (g > 0).all()
+
+
+def test_gaussian_zeros_become_the_smallest_nonzero_weight():
+    # a very narrow Gaussian underflows to 0 in float32 far from the centre
+    g = gaussian_importance_map((64, 64), sigma_scale=0.01)
+    assert (g > 0).all()
+    assert (g == g.min()).sum() > 1
+
+
+# --- sliding-window inference ---------------------------------------------------------------
+
+def repeat_as_classes(classes):
+    """An "identity network": every class's logit is the input, so blending must give it back."""
+    def predict(tile):
+        assert tile.dtype == torch.float32
+        return tile.repeat(1, classes, *([1] * (tile.dim() - 2)))
+    return predict
+
+
+@pytest.mark.parametrize("use_gaussian", [True, False])
+@pytest.mark.parametrize("mirror", [False, True])
+@pytest.mark.parametrize("shape, patch", [
+    ((20, 19, 24), (8, 8, 8)),  # many overlapping tiles
+    ((6, 19, 10), (8, 8, 8)),  # smaller than the patch on two axes: padded and cropped back
+    ((8, 8, 8), (8, 8, 8)),  # exactly one tile
+])
+def test_identity_network_is_reassembled(shape, patch, mirror, use_gaussian):
+    x = torch.randn(1, *shape, generator=torch.Generator().manual_seed(0))
+    out = sliding_window_predict(repeat_as_classes(2), x, patch, 0.5, 2, mirror=mirror,
+                                 use_gaussian=use_gaussian)
+    assert out.shape == (2, *shape)
+    torch.testing.assert_close(out, x.expand(2, *shape), rtol=1e-6, atol=1e-6)
+
+
+def test_tiles_land_where_they_were_cut():
+    # a location-dependent input tells a misplaced or unflipped tile apart from a right one
+    shape, patch = (12, 10, 9), (4, 4, 4)
+    z, y, x = torch.meshgrid(*(torch.arange(n, dtype=torch.float32) for n in shape),
+                             indexing="ij")
+    vol = (100 * z + 10 * y + x)[None]
+    out = sliding_window_predict(repeat_as_classes(1), vol, patch, 0.5, 1, mirror=True)
+    torch.testing.assert_close(out, vol, rtol=1e-6, atol=1e-3)
+
+
+def test_predict_calls_are_tiles_times_mirrored_copies():
+    calls = []
+
+    def predict(tile):
+        calls.append(tuple(tile.shape))
+        return tile
+
+    shape, patch = (20, 19, 24), (8, 8, 8)
+    vol = np.zeros((1, *shape), dtype=np.float32)  # numpy in, like a loaded CT
+    sliding_window_predict(predict, vol, patch, 0.5, 1, mirror=True)
+    assert len(calls) == tile_count(shape, patch, 0.5) * 8
+    assert set(calls) == {(1, 1, 8, 8, 8)}
+
+
+def test_runtime_style_outputs_are_accepted():
+    # ORT and OpenVINO return numpy arrays, sometimes in a one-element list
+    x = torch.randn(1, 10, 10, 10)
+    out = sliding_window_predict(lambda t: [t.numpy().copy()], x, (8, 8, 8), 0.5, 1)
+    torch.testing.assert_close(out, x, rtol=1e-6, atol=1e-6)
+
+
+def test_wrong_output_shape_is_an_error():
+    with pytest.raises(ValueError, match="shape"):
+        sliding_window_predict(lambda t: t, torch.zeros(1, 8, 8, 8), (8, 8, 8), 0.5, 3)
+
+
+def test_mirroring_means_eight_passes_in_3d_and_four_in_2d():
+    assert len(volume.mirror_axes(3, True)) == 8
+    assert len(volume.mirror_axes(2, True)) == 4
+    assert volume.mirror_axes(3, False) == [()]
+
+
+# --- presets and whole-CT methods -----------------------------------------------------------
+
+def test_presets_resampled_to_the_networks_grids():
+    # 512 x 0.78 / 1.5 = 266.24 -> 266; 512 x 0.78 / 3 = 133.12 -> 133
+    assert resampled_shape(CT_280, 1.5) == (280, 266, 266)
+    assert resampled_shape(CT_280, 3.0) == (140, 133, 133)
+    assert resampled_shape(CT_458, 1.5) == (458, 266, 266)
+    assert resampled_shape(CT_458, 3.0) == (229, 133, 133)
+
+
+def by_name(name):
+    return {m.name: m for m in methods("resnet18+unet")}[name]
+
+
+@pytest.mark.parametrize("name, preset, per_network, total", [
+    # 1.5 mm grid 280x266x266, patch 128, step 0.8 (102.4 voxels): 3x3x3 tiles, 5 networks
+    ("TotalSegmentator", CT_280, 27, 135),
+    # 458 slices: ceil(330/102.4)+1 = 5 along z
+    ("TotalSegmentator", CT_458, 45, 225),
+    # 3 mm grid 140x133x133, patch 112x112x128, step 0.8: 2x2x2
+    ("TotalSegmentator --fast", CT_280, 8, 8),
+    ("TotalSegmentator --fast", CT_458, 12, 12),  # 229 slices: ceil(117/89.6)+1 = 3
+    # step 0.5 (64 voxels): ceil(152/64)+1 = 4 along z, ceil(138/64)+1 = 4 in-plane; x8 mirrored
+    ("nnU-Net defaults", CT_280, 64, 512),
+    ("nnU-Net defaults", CT_458, 112, 896),  # ceil(330/64)+1 = 7 along z
+    ("STU-Net-S", CT_280, 64, 64),
+    ("STU-Net-B", CT_458, 112, 112),
+    # one 512x512 forward per axial slice
+    ("2D slice-wise (resnet18+unet)", CT_280, 280, 280),
+    ("2D slice-wise (resnet18+unet)", CT_458, 458, 458),
+])
+def test_forward_passes_by_hand(name, preset, per_network, total):
+    assert forward_passes(by_name(name), preset) == (per_network, total)
+
+
+def test_seconds_per_ct_multiplies_passes():
+    assert seconds_per_ct(by_name("TotalSegmentator"), CT_280, 0.5) == pytest.approx(67.5)
+
+
+def test_pass_input_shapes():
+    assert volume.pass_input_shape(by_name("TotalSegmentator --fast"), CT_280) == (112, 112, 128)
+    assert volume.pass_input_shape(by_name("2D slice-wise (resnet18+unet)"), CT_280) == (512, 512)
+
+
+def test_3d_methods_name_real_networks():
+    from segbench.models.nets3d import FAMILIES
+
+    nets = FAMILIES["3d"]
+    for method in METHODS_3D:
+        info = nets.describe(method.network, 2)
+        assert list(method.patch) == info["patch"]
+        assert method.spacing_mm == info["spacing_mm"]
