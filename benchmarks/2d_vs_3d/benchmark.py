@@ -12,12 +12,12 @@ import math
 
 from tabulate import tabulate
 
-from segbench import ct, volume
+from segbench import ct, plots, volume
 from segbench.bench import Benchmark, main
 from segbench.cell import Cell
 from segbench.measure import Protocol
 from segbench.models import ModelSpec
-from segbench.report import DASH, num, provenance
+from segbench.report import DASH, num
 
 MODELS_2D = ["mobilenetv4_conv_small+fpn", "mobilenetv4_conv_small+unet",
              "mobilenetv4_conv_medium+fpn", "resnet18+fpn"]
@@ -62,8 +62,23 @@ def make_cells(bench: Benchmark, opts) -> list[Cell]:
                                   repeat_seconds=0, repeat_calls=1),
                 scenario={"kind": "sliding_window", "volume": [1, *grid],
                           "patch": list(FAST.patch), "step": FAST.step, "mirror": False},
-                extra={"loop": True, "volume": [1, *grid], "passes": tiles})
+                extra={"loop": True, "volume": [1, *grid], "passes": tiles}, fidelity=False)
     return list(wanted.values())
+
+
+def ct_rows(records, runtime: str) -> list[dict]:
+    """Table 2's rows: every method whose networks this run measured."""
+    labels = list(dict.fromkeys(r.model for r in records if r.runtime == runtime))
+    classes = max(r.classes or 0 for r in records)  # TotalSegmentator's part networks have fewer
+    return ct.ct_rows(ct_methods(labels), PRESET, classes, records, runtime)
+
+
+def ct_plot(results, out):
+    rows = [(row["method"], row["seconds_per_ct"]) for row in ct_rows(results.records, "eager")
+            if row["seconds_per_ct"]]
+    return [plots.ct_seconds_plot(rows, out / "ct_seconds.png",
+                                  f"Seconds per CT ({PRESET.name}), PyTorch eager FP32, "
+                                  f"{results.machine.get('physical_cores', '?')} cores")]
 
 
 def tables(bench: Benchmark, results) -> list[tuple[str, str]]:
@@ -77,9 +92,7 @@ def tables(bench: Benchmark, results) -> list[tuple[str, str]]:
                              "512x512-slice equivalents / s", "equiv/s per M params", "status"],
         tablefmt="github", disable_numparse=True)))
     for runtime in sorted({r.runtime for r in records}):
-        labels = list(dict.fromkeys(r.model for r in records if r.runtime == runtime))
-        classes = max(r.classes or 0 for r in records)  # part networks have fewer
-        rows = ct.ct_rows(ct_methods(labels), PRESET, classes, records, runtime)
+        rows = ct_rows(records, runtime)
         best_2d = min((row["seconds_per_ct"] for row in rows
                        if row["slice_wise"] and row["seconds_per_ct"]), default=None)
         table = [[row["method"], row["network"], row["per_network"], row["passes"],
@@ -117,6 +130,7 @@ BENCHMARK = Benchmark(
                                           "stunet-h"],
     cells=make_cells,
     tables=tables,
+    plots=ct_plot,
 )
 
 if __name__ == "__main__":

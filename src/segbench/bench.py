@@ -18,7 +18,7 @@ from segbench import cli, machine, report, runtimes
 from segbench.cell import Cell
 from segbench.isolate import run_isolated
 from segbench.measure import Protocol
-from segbench.models import ModelSpec, family, input_shape
+from segbench.models import DEFAULT_CLASSES, ModelSpec, family, input_shape
 from segbench.results import Record, ResultsError, ResultsFile, load_or_new, results_path, save
 
 Tables = Callable[["Benchmark", ResultsFile], list[tuple[str, str]]]
@@ -35,6 +35,7 @@ class Benchmark:
     quick_runtimes: Sequence[str] = ("eager",)
     size: int = 512
     quick_size: int = 256
+    classes: int = DEFAULT_CLASSES
     parts: tuple[str, ...] = ()
     # extra (family, models) rows of full runs, e.g. the smp library's decoders as a reference
     references: Sequence[tuple[str, Sequence[str]]] = ()
@@ -88,6 +89,7 @@ class Benchmark:
                          valid_models=self.valid_models, quick_models=self.quick_models,
                          runtime_defaults=self.runtimes, quick_runtimes=self.quick_runtimes,
                          size=self.size, quick_size=self.quick_size, families=self.families,
+                         classes=self.classes,
                          add_arguments=self.add_arguments)
 
     def listing(self) -> str:

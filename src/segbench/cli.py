@@ -113,7 +113,7 @@ def positive(name: str, value: float | None) -> None:
 def parse(argv: Sequence[str] | None, *, prog: str, description: str,
           models: Sequence[str], valid_models: Sequence[str], quick_models: Sequence[str],
           runtime_defaults: Sequence[str], quick_runtimes: Sequence[str],
-          size: int, quick_size: int, families: Sequence[str],
+          size: int, quick_size: int, families: Sequence[str], classes: int = DEFAULT_CLASSES,
           add_arguments: Callable[[argparse.ArgumentParser], None] | None = None) -> Options:
     """Parse and validate; raises UsageError with the line to print."""
     ns = build_parser(prog, description, add_arguments).parse_args(argv)
@@ -126,7 +126,7 @@ def parse(argv: Sequence[str] | None, *, prog: str, description: str,
         size=ns.size if ns.size is not None else (quick_size if ns.quick else size),
         batch=ns.batch,
         threads=ns.threads if ns.threads is not None else machine.physical_cores(),
-        classes=ns.classes if ns.classes is not None else DEFAULT_CLASSES,
+        classes=ns.classes if ns.classes is not None else classes,
         repeats=ns.repeats if ns.repeats is not None else (2 if ns.quick else 5),
         quick=ns.quick,
         out=ns.out if ns.out is not None else default_results_dir(),

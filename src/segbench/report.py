@@ -276,15 +276,30 @@ def float_ops_text(r: Record) -> str:
     return ", ".join(ops) if ops else "none"
 
 
-def runtime_table(records: Sequence[Record], baseline: str = "eager") -> str:
-    """One row per (model, runtime): speed, speed-up over the baseline, fidelity, best mark."""
+def dice_drops(records: Sequence[Record], baseline: str = "eager") -> dict[tuple[str, str], float]:
+    """(model, runtime) -> Dice against ground truth minus the same network's ``baseline`` Dice,
+    from records that were scored on phantoms (the fidelity benchmark)."""
+    base = {r.model: r.extra["dice"] for r in records
+            if r.runtime == baseline and r.ok and "dice" in r.extra}
+    return {(r.model, r.runtime): r.extra["dice"] - base[r.model] for r in records
+            if r.ok and "dice" in r.extra and r.model in base}
+
+
+def runtime_table(records: Sequence[Record], baseline: str = "eager",
+                  trained: dict[tuple[str, str], float] | None = None) -> str:
+    """One row per (model, runtime): speed, speed-up over the baseline, fidelity, best mark;
+    with ``trained`` (see :func:`dice_drops`), the Dice drop measured on trained weights."""
     ups, best = speedups(records, baseline), fastest(records)
+    trained_column = [Column("Dice drop, trained", lambda r: DASH if (r.model, r.runtime) not in
+                             trained else f"{trained[(r.model, r.runtime)]:+.3f}",
+                             needs_ok=False)] if trained else []
     columns = [MODEL,
                Column("runtime", lambda r: r.runtime + (" **best**" if r.key in best else ""),
                       needs_ok=False),
                THROUGHPUT,
                Column(f"x vs {baseline}", lambda r: num(ups.get(r.key), 2)),
                *fidelity_columns(),
+               *trained_column,
                Column("left in float", float_ops_text),
                STATUS]
     order = {name: i for i, name in enumerate(dict.fromkeys(model_key(r) for r in records))}

@@ -81,6 +81,14 @@ class ResultsFile:
     benchmark: str
     machine: dict[str, Any]
     records: list[Record] = field(default_factory=list)
+    path: Path | None = field(default=None, compare=False)  # where it was read from
+
+    def sibling(self, benchmark: str) -> "ResultsFile | None":
+        """The same machine's results of another benchmark, if that file exists."""
+        if self.path is None:
+            return None
+        other = self.path.parent.parent / benchmark / self.path.name
+        return load(other) if other.exists() else None
 
     def upsert(self, record: Record) -> None:
         """Add a record, replacing an earlier record of the same cell."""
@@ -101,7 +109,8 @@ def load(path: Path) -> ResultsFile:
     try:
         data = json.loads(Path(path).read_text())
         records = [Record.from_dict(r) for r in data["records"]]
-        return ResultsFile(benchmark=data["benchmark"], machine=data["machine"], records=records)
+        return ResultsFile(benchmark=data["benchmark"], machine=data["machine"], records=records,
+                           path=Path(path))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ResultsError(f"{path}: unreadable results file ({type(exc).__name__}: {exc})"
                            ) from exc

@@ -10,11 +10,12 @@ import json
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from segbench import fidelity, machine
+from segbench import fidelity, machine, scenarios
 from segbench.cell import Cell
 from segbench.measure import time_call
+from segbench.scenarios import Forward
 from segbench.results import Record, write_json_atomic
 
 MEMORY_HEADROOM = 1.5  # runtimes keep copies (fused weights, arenas): estimate x this must fit
@@ -45,7 +46,15 @@ def blank_record(cell: Cell) -> Record:
                   batch=cell.batch, threads=cell.threads, classes=cell.model.classes,
                   quick=cell.protocol.quick, protocol=cell.protocol.to_dict(),
                   extra=dict(cell.extra), commit=machine.git_commit(),
+                  weights=_weights_label(cell),
                   date=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+
+
+def _weights_label(cell: Cell) -> str:
+    recipe = cell.model.options.get("train")
+    if not recipe:
+        return "random"
+    return "trained on phantoms (" + ", ".join(f"{k} {v}" for k, v in recipe.items()) + ")"
 
 
 def estimate_memory(cell: Cell) -> dict[str, int] | None:
@@ -70,7 +79,7 @@ def run_cell(cell: Cell) -> Record:
 
     from segbench import runtimes
     from segbench.footprint import count_flops, count_params, forward_memory
-    from segbench.models import build_model, describe_model, make_input
+    from segbench.models import build_model, describe_model
 
     record = blank_record(cell)
     torch.set_num_threads(cell.threads)
@@ -98,21 +107,24 @@ def run_cell(cell: Cell) -> Record:
         model = build_model(cell.model)
         record.params = count_params(model)
         record.extra.update(describe_model(cell.model))
-        example = make_input(cell.shape)
+        scenario = scenarios.get(cell)
+        example = scenario.example(cell)
 
         stage = "reference"
         reference = None
         record.gflops = count_flops(model, example) / 1e9
         record.memory.update(forward_memory(model, example))
-        if cell.fidelity and not cell.scenario and cell.runtime != runtimes.REFERENCE:
+        if cell.fidelity and cell.runtime != runtimes.REFERENCE:
             with torch.inference_mode():
                 reference = runtimes.to_numpy(model(example))
 
         stage = "runtime"
-        measured, output = _prepare_and_measure(model, example, cell, want_output=reference is not None)
+        measured, output = _prepare_and_measure(model, example, cell, scenario,
+                                                want_output=reference is not None)
         record.prepare_s = measured["prepare_s"]
         record.runtime_info = measured["info"]
         record.timing = measured["timing"]
+        record.extra.update(measured["evaluation"])
         if reference is not None:
             stage = "fidelity"
             record.fidelity = fidelity.compare(reference, output)
@@ -120,7 +132,7 @@ def run_cell(cell: Cell) -> Record:
         for part in cell.parts:
             stage = f"part {part}"
             measured, _ = _prepare_and_measure(getattr(model, part), example, cell,
-                                               want_output=False)
+                                               scenarios.Forward(), want_output=False)
             record.parts[part] = {"prepare_s": measured["prepare_s"], **measured["timing"]}
     except Exception as exc:  # noqa: BLE001 - any failure becomes a row, never a crash
         record.status = "failed"
@@ -130,45 +142,31 @@ def run_cell(cell: Cell) -> Record:
     return record
 
 
-def workload(cell: Cell, example: Any) -> Callable[[Callable[[Any], Any]], Callable[[], Any]]:
-    """What one timed call does, given the prepared model's call: one forward pass on the
-    cell's input, or a scenario built around it (its inputs made here, before any clock)."""
-    scenario = cell.scenario
-    if not scenario:
-        return lambda call: (lambda: call(example))
-    if scenario["kind"] == "sliding_window":
-        from segbench.models import make_input
-        from segbench.volume import sliding_window_predict
+def _prepare_and_measure(module: Any, example: Any, cell: Cell, scenario: Forward,
+                         want_output: bool) -> tuple[dict[str, Any], Any]:
+    """Prepare ``module`` with the cell's runtime (timed apart), time the scenario's workload
+    by the protocol, then let the scenario evaluate the prepared model.
 
-        volume = make_input(tuple(scenario["volume"]), seed=99)
-        return lambda call: (lambda: sliding_window_predict(
-            call, volume, scenario["patch"], scenario["step"], cell.model.classes,
-            mirror=scenario.get("mirror", False)))
-    raise ValueError(f"unknown scenario {scenario['kind']!r}")
-
-
-def _prepare_and_measure(module: Any, example: Any, cell: Cell, want_output: bool
-                         ) -> tuple[dict[str, Any], Any]:
-    """Prepare ``module`` with the cell's runtime (timed apart), then time the cell's workload
-    by the protocol.
-
-    Returns the prepare time, runtime info and timing, and the output on the cell's input (for
-    fidelity) when asked.
+    Returns prepare time, runtime info, timing and evaluation, and the output on the cell's
+    input (for fidelity) when asked.
     """
     from segbench import runtimes
     from segbench.measure import measure, time_call
 
     runtime = runtimes.get(cell.runtime)
+    options = {**cell.runtime_options, **scenario.runtime_options(cell)}
     prepared, prepare_s = time_call(
-        lambda: runtime.prepare(module, example, cell.threads, **cell.runtime_options))
+        lambda: runtime.prepare(module, example, cell.threads, **options))
     try:
-        timed = workload(cell, example)(prepared.call)
+        timed = scenario.workload(cell, example)(prepared.call)
         timing = measure(timed, cell.protocol, batch=cell.batch)
         output = runtimes.to_numpy(prepared.call(example)) if want_output else None
+        evaluation = scenario.evaluate(cell, prepared.call)
     finally:
         if prepared.cleanup:
             prepared.cleanup()
-    return {"prepare_s": prepare_s, "info": prepared.info, "timing": timing.to_dict()}, output
+    return {"prepare_s": prepare_s, "info": prepared.info, "timing": timing.to_dict(),
+            "evaluation": evaluation}, output
 
 
 def main(argv: list[str]) -> int:

@@ -75,16 +75,45 @@ def family(key: str) -> Family:
     return module.FAMILIES[key]
 
 
+TRAINING_OPTIONS = ("train",)  # options that choose weights, not structure
+
+
+def structure_options(spec: ModelSpec) -> dict[str, Any]:
+    return {k: v for k, v in spec.options.items() if k not in TRAINING_OPTIONS}
+
+
 def build_model(spec: ModelSpec) -> nn.Module:
-    """The network of ``spec``, deterministic for a given spec, in eval mode."""
+    """The network of ``spec``, deterministic for a given spec, in eval mode.
+
+    Random weights by default. ``spec.options["train"]`` is a training recipe (keyword
+    arguments of :func:`segbench.train.train_or_load`, e.g. steps, size): the network is then
+    trained on CT phantoms from its random init, or loaded from the weights cache when that
+    recipe already ran, before its branches are fused for inference.
+    """
+    recipe = spec.options.get("train")
+    if recipe is None:
+        torch.manual_seed(WEIGHT_SEED)
+        return family(spec.family).build(spec.name, spec.classes,
+                                         **structure_options(spec)).eval()
+    from segbench.train import train_or_load
+
+    model = build_trainable(spec)
+    train_or_load(model, spec.label, classes=spec.classes, **recipe)
+    return reparameterize(model.eval()).eval()
+
+
+def build_trainable(spec: ModelSpec) -> nn.Module:
+    """The network before BatchNorm settling and branch fusing: what training starts from."""
+    fam = family(spec.family)
+    if not hasattr(fam, "build_untrained"):
+        raise ValueError(f"family {spec.family!r} cannot be trained here")
     torch.manual_seed(WEIGHT_SEED)
-    model = family(spec.family).build(spec.name, spec.classes, **spec.options)
-    return model.eval()
+    return fam.build_untrained(spec.name, spec.classes, **structure_options(spec))
 
 
 def describe_model(spec: ModelSpec) -> dict[str, Any]:
     """Extra facts a table may show (e.g. params of the timm model with its classifier)."""
-    return family(spec.family).describe(spec.name, spec.classes, **spec.options)
+    return family(spec.family).describe(spec.name, spec.classes, **structure_options(spec))
 
 
 def input_shape(spec: ModelSpec, size: int | tuple[int, ...], batch: int,

@@ -101,7 +101,8 @@ class SemanticFPN(nn.Module):
     final x4 bilinear upsample are added by :class:`~segbench.models.seg2d.Seg2D`.
 
     Variant: Panoptic FPN chains one conv+x2 stage per octave (1, 1, 2, 3 convs for P2..P5);
-    that would add about 1M parameters at width 128 and miss the originals' table by 10-40 %.
+    at width 128 that adds two 3x3 convs (+0.30M; +1.03M at the paper's width 256), which
+    misses the originals' table.
     One conv per level plus one fusing conv (five 3x3 convs in all) is what their numbers imply:
     with the default width 128 the encoder + FPN totals are 2.15M (MNV4-Conv-Small), 12.04M
     (ResNet18), 8.10M (MNV4-Conv-Medium), 1.98M (MobileOne-S0), 3.13M (RegNetX-002), i.e. the

@@ -97,16 +97,16 @@ class Seg2DFamily:
     def names(self) -> list[str]:
         return [n for n in ENCODERS if n not in UNSUPPORTED[self.key]]
 
-    def _build(self, name: str, classes: int, **options: Any) -> Seg2D:
+    def build_untrained(self, name: str, classes: int, **options: Any) -> Seg2D:
         _check_supported(self.key, name)
         return build_seg2d(name, classes, self.decoder_cls, **options)
 
     def build(self, name: str, classes: int, **options: Any) -> nn.Module:
-        return prepare_for_inference(self._build(name, classes, **options))
+        return prepare_for_inference(self.build_untrained(name, classes, **options))
 
     def describe(self, name: str, classes: int, **options: Any) -> dict[str, Any]:
         """Parameter split after reparameterisation; no forward pass (fusing needs none)."""
-        model = reparameterize(self._build(name, classes, **options).eval())
+        model = reparameterize(self.build_untrained(name, classes, **options).eval())
         return {"display": f"{ENCODERS.get(name, name)} + {self.label}",
                 **_split_counts(model.encoder, model.decoder, model.head)}
 
@@ -129,15 +129,15 @@ class SmpFamily:
     def names(self) -> list[str]:
         return list(ENCODERS)
 
-    def _build(self, name: str, classes: int, **options: Any) -> nn.Module:
+    def build_untrained(self, name: str, classes: int, **options: Any) -> nn.Module:
         return self.factory(encoder_name=f"tu-{name}", encoder_weights=None, classes=classes,
                             **options)
 
     def build(self, name: str, classes: int, **options: Any) -> nn.Module:
-        return prepare_for_inference(self._build(name, classes, **options))
+        return prepare_for_inference(self.build_untrained(name, classes, **options))
 
     def describe(self, name: str, classes: int, **options: Any) -> dict[str, Any]:
-        model = reparameterize(self._build(name, classes, **options).eval())
+        model = reparameterize(self.build_untrained(name, classes, **options).eval())
         return {"display": f"{ENCODERS.get(name, name)} + {self.label}",
                 **_split_counts(model.encoder, model.decoder, model.segmentation_head)}
 

@@ -28,6 +28,15 @@ class TinySeg(nn.Module):
         return self.head(self.decoder(self.encoder(x)))
 
 
+class NoExport(TinySeg):
+    """TinySeg followed by a Bessel function: runs in eager, but neither ONNX exporter (dynamo
+    or TorchScript) can translate ``torch.special.i0``, so every ONNX-based runtime fails at
+    export."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.special.i0(super().forward(x))
+
+
 class Raises(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         raise RuntimeError("this model always fails")
@@ -47,14 +56,17 @@ class Crashes(nn.Module):
 class TestingFamily:
     dims = 2
     size_multiple = 2
-    _models = {"tiny": TinySeg, "raise": Raises, "hang": Hangs, "crash": Crashes}
+    _models = {"tiny": TinySeg, "noexport": NoExport, "raise": Raises, "hang": Hangs,
+               "crash": Crashes}
 
     def names(self) -> list[str]:
         return list(self._models)
 
     def build(self, name: str, classes: int, **options: Any) -> nn.Module:
         cls = self._models[name]
-        return cls(classes) if cls is TinySeg else cls()
+        return cls(classes) if issubclass(cls, TinySeg) else cls()
+
+    build_untrained = build  # nothing to settle or fuse: trainable as built
 
     def describe(self, name: str, classes: int, **options: Any) -> dict[str, Any]:
         return {}

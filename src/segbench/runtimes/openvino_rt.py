@@ -87,9 +87,10 @@ def compiled_properties(compiled: ov.CompiledModel) -> dict[str, Any]:
     return out
 
 
-def layer_precisions(compiled: ov.CompiledModel) -> dict[str, Any]:
-    """Precision each computing layer of the executed graph runs in, and the layer types that
-    run in float: what BF16 or INT8 really covered, beyond what was asked for."""
+def layer_precisions(compiled: ov.CompiledModel, list_float: bool) -> dict[str, Any]:
+    """How many computing layers of the executed graph run in each precision and, when
+    ``list_float``, which layer types run in float: what BF16 or INT8 really covered, beyond
+    what was asked for."""
     by_precision: Counter[str] = Counter()
     float_types: Counter[str] = Counter()
     for op in compiled.get_runtime_model().get_ordered_ops():
@@ -101,8 +102,10 @@ def layer_precisions(compiled: ov.CompiledModel) -> dict[str, Any]:
         by_precision[precision] += 1
         if precision in FLOAT_PRECISIONS:
             float_types[f"{layer} ({precision})"] += 1
-    return {"by_precision": dict(sorted(by_precision.items())),
-            "float_layer_types": dict(sorted(float_types.items()))}
+    out: dict[str, Any] = {"by_precision": dict(sorted(by_precision.items()))}
+    if list_float:
+        out["float_layer_types"] = dict(sorted(float_types.items()))
+    return out
 
 
 def quantize_nncf(model: ov.Model, arrays: Sequence[np.ndarray], preset: str) -> ov.Model:
@@ -164,8 +167,8 @@ class OpenVinoRuntime:
         except BaseException:
             remove_dir(directory)
             raise
-        info.update(requested={k: str(v) for k, v in config.items()},
-                    compiled=compiled_properties(compiled), layers=layer_precisions(compiled))
+        info.update(requested=config, compiled=compiled_properties(compiled),
+                    layers=layer_precisions(compiled, list_float=self.precision != "fp32"))
         return Prepared(call=self._caller(compiled), info=info,
                         cleanup=lambda: remove_dir(directory))
 

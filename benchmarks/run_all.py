@@ -1,0 +1,62 @@
+"""Run every benchmark in sequence, then regenerate the README tables and plots.
+
+    uv run benchmarks/run_all.py             full runs (hours on 2 cores)
+    uv run benchmarks/run_all.py --quick     a smoke run of everything (a few minutes)
+    uv run benchmarks/run_all.py --only encoder_only,fpn_decoder
+
+Each benchmark runs as its own process, exactly as a user would start it, so one that fails
+does not stop the others; its per-cell progress lines pass through to stderr.
+"""
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# cheapest first, so a quick look at early results is possible while the rest runs
+ORDER = ["encoder_only", "fpn_decoder", "unet_decoder", "combined", "quantization", "2d_vs_3d",
+         "fidelity"]
+
+
+def available() -> list[str]:
+    present = {p.parent.name for p in ROOT.glob("benchmarks/*/benchmark.py")}
+    return [name for name in ORDER if name in present] + sorted(present - set(ORDER))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run of every benchmark")
+    parser.add_argument("--only", help="comma list of benchmarks (default: all)")
+    parser.add_argument("--no-report", action="store_true", help="do not rewrite README")
+    args = parser.parse_args(argv)
+    names = available()
+    if args.only:
+        wanted = [n.strip() for n in args.only.split(",") if n.strip()]
+        unknown = [n for n in wanted if n not in names]
+        if unknown:
+            print(f"run_all: error: unknown benchmark {', '.join(unknown)}; valid: "
+                  f"{', '.join(names)}", file=sys.stderr)
+            return 2
+        names = wanted
+    failed = []
+    start = time.monotonic()
+    for i, name in enumerate(names, 1):
+        print(f"\n=== [{i}/{len(names)}] {name} ({time.monotonic() - start:.0f} s elapsed) ===",
+              file=sys.stderr, flush=True)
+        cmd = [sys.executable, str(ROOT / "benchmarks" / name / "benchmark.py")]
+        if args.quick:
+            cmd.append("--quick")
+        if subprocess.run(cmd, cwd=ROOT).returncode != 0:
+            failed.append(name)
+    if not args.no_report and not args.quick:
+        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "report.py")], cwd=ROOT)
+    print(f"\nrun_all: {len(names) - len(failed)}/{len(names)} benchmarks completed in "
+          f"{time.monotonic() - start:.0f} s" + (f"; failed: {', '.join(failed)}" if failed else ""),
+          file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,90 @@
+"""What a cell does around the model, beyond one forward pass on a random input.
+
+A scenario may replace the input (a phantom slice instead of noise), wrap the timed call (a
+whole sliding-window loop), hand the runtime extra preparation data (INT8 calibration images),
+and evaluate the prepared model after timing (Dice against ground truth). The worker calls
+these hooks and knows nothing of the scenarios themselves; a cell names its scenario with
+``cell.scenario = {"kind": ..., ...}`` (no scenario = one forward pass).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+Call = Callable[[torch.Tensor], Any]
+
+
+class Forward:
+    """The default: one forward pass on the cell's fixed random input."""
+
+    def example(self, cell: Any) -> torch.Tensor:
+        from segbench.models import make_input
+
+        return make_input(cell.shape)
+
+    def runtime_options(self, cell: Any) -> dict[str, Any]:
+        return {}
+
+    def workload(self, cell: Any, example: torch.Tensor) -> Callable[[Call], Callable[[], Any]]:
+        return lambda call: (lambda: call(example))
+
+    def evaluate(self, cell: Any, call: Call) -> dict[str, Any]:
+        return {}
+
+
+class SlidingWindow(Forward):
+    """nnU-Net's whole tiled loop over a volume; one timed call = one volume."""
+
+    def workload(self, cell: Any, example: torch.Tensor) -> Callable[[Call], Callable[[], Any]]:
+        from segbench.models import make_input
+        from segbench.volume import sliding_window_predict
+
+        sc = cell.scenario
+        volume = make_input(tuple(sc["volume"]), seed=99)  # made before any clock
+        return lambda call: (lambda: sliding_window_predict(
+            call, volume, sc["patch"], sc["step"], cell.model.classes,
+            mirror=sc.get("mirror", False)))
+
+
+class PhantomDice(Forward):
+    """A trained 2D network on CT phantoms: the fixed input is a held-out phantom slice, INT8
+    calibration uses the calibration split (the training distribution, never the evaluation
+    set), and after timing the prepared runtime is scored by Dice against ground truth."""
+
+    def _data(self, cell: Any, split: str, count: int):
+        from segbench.data import PhantomDataset
+
+        return PhantomDataset(split, cell.shape[-1], count, organs=cell.model.classes - 1)
+
+    def example(self, cell: Any) -> torch.Tensor:
+        images, _ = self._data(cell, "eval", cell.batch).batch(0, cell.batch)
+        return torch.from_numpy(images)
+
+    def runtime_options(self, cell: Any) -> dict[str, Any]:
+        n = cell.scenario.get("calibration", 32)
+        data = self._data(cell, "calibration", n * cell.batch)
+        inputs = [data.batch(i * cell.batch, cell.batch)[0] for i in range(n)]
+        return {"calibration_inputs": [np.ascontiguousarray(x) for x in inputs]}
+
+    def evaluate(self, cell: Any, call: Call) -> dict[str, Any]:
+        from segbench.train import evaluate
+
+        result = evaluate(call, n=cell.scenario.get("n", 32), size=cell.shape[-1],
+                          classes=cell.model.classes, batch=cell.batch)
+        return {"dice": result["mean_dice"],
+                "dice_per_organ": {str(k): v for k, v in result["dice"].items()},
+                "eval_slices": result["n"]}
+
+
+SCENARIOS: dict[str, Forward] = {"forward": Forward(), "sliding_window": SlidingWindow(),
+                                 "phantom_dice": PhantomDice()}
+
+
+def get(cell: Any) -> Forward:
+    kind = (cell.scenario or {}).get("kind", "forward")
+    if kind not in SCENARIOS:
+        raise ValueError(f"unknown scenario {kind!r}; valid: {', '.join(SCENARIOS)}")
+    return SCENARIOS[kind]
