@@ -42,10 +42,12 @@ def test_runtime_table_marks_best_and_speedup():
                                                 fidelity={"max_abs": 0.5, "sqnr_db": 20.0,
                                                           "label_agreement": 97.0,
                                                           "mean_dice": 0.9},
-                                                runtime_info={"float_op_types": ["Resize"]})]
+                                                runtime_info={"quantization": {
+                                                    "stayed_float": {"Resize": 4}}},
+                                                extra={"precision": "int8"})]
     table = report.runtime_table(rows)
     int8 = next(line for line in table.splitlines() if "ort-int8" in line)
-    assert "**best**" in int8 and "2.50" in int8 and "Resize" in int8
+    assert "**best**" in int8 and "2.50" in int8 and "Resize x4" in int8
     assert "agreement < 99 %" in int8  # below the threshold: marked, not hidden
 
 

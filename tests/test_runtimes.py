@@ -90,6 +90,7 @@ def test_ort_session_follows_the_thread_protocol():
     assert options.graph_optimization_level.name == "ORT_ENABLE_ALL"
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the legacy exporter's own
 def test_legacy_exporter_is_an_option(tiny):
     model, x, reference = tiny
     with prepared("ort-fp32", model, x, exporter="legacy") as prep:

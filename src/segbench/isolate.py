@@ -27,7 +27,6 @@ def worker_env(threads: int) -> dict[str, str]:
     for var in THREAD_ENV:
         env[var] = str(threads)
     env.setdefault("PYTHONWARNINGS", "ignore")
-    env.setdefault("OPENVINO_TELEMETRY_OPT_OUT", "1")  # no network at run time, ever
     return env
 
 

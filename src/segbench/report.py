@@ -269,11 +269,15 @@ def fastest(records: Sequence[Record]) -> set[str]:
 
 
 def float_ops_text(r: Record) -> str:
-    """For INT8 rows: the op types the quantiser left in float (why INT8 may not pay)."""
-    ops = r.runtime_info.get("float_op_types")
-    if ops is None:
+    """For INT8 rows: the op types that still run in float in the executed graph (why INT8
+    may not pay): ORT's optimised graph, or OpenVINO's runtime model."""
+    if r.extra.get("precision") != "int8":
         return DASH
-    return ", ".join(ops) if ops else "none"
+    ops = (r.runtime_info.get("quantization", {}).get("stayed_float")
+           or r.runtime_info.get("layers", {}).get("float_layer_types"))
+    if not ops:
+        return "none" if ops is not None else DASH
+    return ", ".join(f"{name} x{count}" for name, count in sorted(ops.items()))
 
 
 def dice_drops(records: Sequence[Record], baseline: str = "eager") -> dict[tuple[str, str], float]:

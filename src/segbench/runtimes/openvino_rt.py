@@ -12,27 +12,6 @@ actually runs in are read back into the record.
 
 from __future__ import annotations
 
-import sys
-
-
-def block_telemetry() -> bool:
-    """Keep OpenVINO and NNCF from sending usage telemetry; True if it was still possible.
-
-    openvino-telemetry 2025.2 ignores OPENVINO_TELEMETRY_OPT_OUT and treats a missing consent
-    file as consent: ``import openvino`` posts an event to Google Analytics (from a forked
-    process, waiting up to 3 s) and ``nncf.quantize`` posts more. Both libraries fall back to a
-    no-op stub when the package cannot be imported, which a ``None`` entry in ``sys.modules``
-    makes so for this process only, with nothing written to the user's home.
-    """
-    if sys.modules.get("openvino_telemetry") is not None:
-        return False  # already imported by someone else; too late to stop it here
-    sys.modules["openvino_telemetry"] = None  # type: ignore[assignment]
-    return True
-
-
-TELEMETRY_BLOCKED = block_telemetry()
-
-# ruff: noqa: E402 - these imports must come after the telemetry block above
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,7 +22,8 @@ import openvino as ov
 import torch
 from torch import nn
 
-from segbench import machine
+# importing segbench (this package's parent) has already blocked telemetry
+from segbench import TELEMETRY_BLOCKED, machine
 from segbench.runtimes import Prepared
 from segbench.runtimes import calibration as calib
 from segbench.runtimes.export import (DEFAULT_EXPORTER, export_onnx, remove_dir, scratch_dir,
