@@ -54,3 +54,19 @@ def test_unavailable_runtime_is_a_skipped_row(monkeypatch):
     r = run_cell(cell("tiny", runtime="compile-bf16"))
     assert r.status == "skipped" and "avx512_bf16" in r.reason
     assert pytorch.RUNTIMES["compile-bf16"].precision == "bf16"
+
+
+def test_memory_guard_skips_a_cell_that_would_not_fit(monkeypatch):
+    """The estimate comes from the meta device, so nothing is allocated to decide."""
+    from segbench import machine
+    from segbench.worker import run_cell
+
+    monkeypatch.setattr(machine, "available_memory_bytes", lambda: 64 * 2**20)  # 64 MiB free
+    big = Cell(benchmark="t", model=ModelSpec("3d", "stunet-s", 105), runtime="eager",
+               shape=(1, 1, 128, 128, 128), threads=1, protocol=Protocol.smoke(repeats=1),
+               memory_guard=True)
+    r = run_cell(big)
+    assert r.status == "skipped"
+    assert "GiB" in r.reason and "available" in r.reason
+    assert r.memory["forward_peak_bytes"] > 64 * 2**20
+    assert r.timing is None
