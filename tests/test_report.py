@@ -110,3 +110,24 @@ def test_compare_marks_overlapping_spreads_not_significant():
     assert "yes" in lines[3] and "2.00" in lines[3]
     with pytest.raises(ValueError):
         report.compare_table(a, ResultsFile("other", {}, []))
+
+
+def test_summary_is_written_from_results(tmp_path):
+    from segbench import summary
+
+    quant = [rec("mobilenetv4_conv_small+fpn", runtime="eager", tp=10.0, key="q1"),
+             rec("mobilenetv4_conv_small+fpn", runtime="ort-fp32", tp=20.0, key="q2"),
+             rec("mobilenetv4_conv_small+fpn", runtime="ort-int8", tp=15.0, key="q3",
+                 fidelity={"label_agreement": 97.5}, extra={"precision": "int8"})]
+    save(tmp_path / "quantization" / "fake-2c.json", ResultsFile("quantization", MACHINE, quant))
+    fid = [rec("mobilenetv4_conv_small+fpn", runtime="eager", key="f1", extra={"dice": 0.85}),
+           rec("mobilenetv4_conv_small+fpn", runtime="ort-int8", key="f2",
+               extra={"dice": 0.83})]
+    save(tmp_path / "fidelity" / "fake-2c.json", ResultsFile("fidelity", MACHINE, fid))
+    text = summary.render(tmp_path)
+    assert "fastest is `ort-fp32` (20.0 img/s, 2.00x eager)" in text
+    assert "INT8 does not pay" in text and "0.75x the best FP32" in text
+    assert "97.5 % label agreement" in text and "below the 99 % mark" in text
+    assert "Dice -0.020 on trained weights" in text
+    assert "FP32 Dice 0.850): within 0.01 of FP32: none; further: ort-int8 (-0.020)" in text
+    assert summary.render(tmp_path / "empty") == "_No full runs committed yet._"

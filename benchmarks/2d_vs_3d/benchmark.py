@@ -23,14 +23,8 @@ MODELS_2D = ["mobilenetv4_conv_small+fpn", "mobilenetv4_conv_small+unet",
              "mobilenetv4_conv_medium+fpn", "resnet18+fpn"]
 MODELS_3D = ["totalseg-1.5mm", "totalseg-3mm", "stunet-s", "stunet-b"]
 PATCH = (64, 128, 128)  # the originals' 128x128x64 patch, (z, y, x)
-PRESET = volume.PRESETS["ct-512x512x280"]
+PRESET = ct.DEFAULT_PRESET
 FAST = next(m for m in volume.METHODS_3D if m.network == "totalseg-3mm")
-
-
-def ct_methods(models: list[str]) -> list[volume.Method]:
-    two_d = [m for m in models if "+" in m]
-    return ([m for m in volume.METHODS_3D if m.network in models]
-            + [volume.slice_wise(m) for m in two_d])
 
 
 def make_cells(bench: Benchmark, opts) -> list[Cell]:
@@ -51,7 +45,7 @@ def make_cells(bench: Benchmark, opts) -> list[Cell]:
         for label in opts.models:  # table 1: one pass per model
             spec = ModelSpec.from_label(label, opts.classes)
             add(spec, PATCH if spec.family == "3d" else (opts.size, opts.size))
-        for method in ct_methods(opts.models):  # table 2: the pass each method repeats
+        for method in ct.methods_for(opts.models):  # table 2: the pass each method repeats
             need = ct.method_pass(method, PRESET, opts.classes)
             add(need.spec, need.spatial)
         if FAST.network in opts.models and not opts.quick:  # the tiled-loop check
@@ -66,15 +60,8 @@ def make_cells(bench: Benchmark, opts) -> list[Cell]:
     return list(wanted.values())
 
 
-def ct_rows(records, runtime: str) -> list[dict]:
-    """Table 2's rows: every method whose networks this run measured."""
-    labels = list(dict.fromkeys(r.model for r in records if r.runtime == runtime))
-    classes = max(r.classes or 0 for r in records)  # TotalSegmentator's part networks have fewer
-    return ct.ct_rows(ct_methods(labels), PRESET, classes, records, runtime)
-
-
 def ct_plot(results, out):
-    rows = [(row["method"], row["seconds_per_ct"]) for row in ct_rows(results.records, "eager")
+    rows = [(row["method"], row["seconds_per_ct"]) for row in ct.rows_for(results.records, "eager", PRESET)
             if row["seconds_per_ct"]]
     return [plots.ct_seconds_plot(rows, out / "ct_seconds.png",
                                   f"Seconds per CT ({PRESET.name}), PyTorch eager FP32, "
@@ -92,7 +79,7 @@ def tables(bench: Benchmark, results) -> list[tuple[str, str]]:
                              "512x512-slice equivalents / s", "equiv/s per M params", "status"],
         tablefmt="github", disable_numparse=True)))
     for runtime in sorted({r.runtime for r in records}):
-        rows = ct_rows(records, runtime)
+        rows = ct.rows_for(records, runtime, PRESET)
         best_2d = min((row["seconds_per_ct"] for row in rows
                        if row["slice_wise"] and row["seconds_per_ct"]), default=None)
         table = [[row["method"], row["network"], row["per_network"], row["passes"],

@@ -18,6 +18,7 @@ from segbench.report import DASH, millions, num
 from segbench.results import Record
 
 SLICE_512 = 512 * 512  # voxels of one 512x512 slice: the unit of "slice equivalents"
+DEFAULT_PRESET = volume.PRESETS["ct-512x512x280"]
 ACCUMULATOR_BYTES = 4  # nnU-Net accumulates float32 logits and weights over the padded grid
 
 
@@ -105,6 +106,20 @@ def assumptions(method: volume.Method, preset: volume.VolumePreset, need: Pass) 
     if method.networks > 1:
         parts.append(f"{method.networks} networks of {need.spec.classes} classes")
     return ", ".join(parts)
+
+
+def methods_for(labels: Sequence[str]) -> list[volume.Method]:
+    """The whole-CT methods whose networks are among ``labels`` (3D names or 2D labels)."""
+    return ([m for m in volume.METHODS_3D if m.network in labels]
+            + [volume.slice_wise(label) for label in labels if "+" in label])
+
+
+def rows_for(records: Sequence[Record], runtime: str,
+             preset: volume.VolumePreset = DEFAULT_PRESET) -> list[dict[str, Any]]:
+    """Whole-CT rows for every method whose networks these records measured."""
+    labels = list(dict.fromkeys(r.model for r in records if r.runtime == runtime))
+    classes = max((r.classes or 0 for r in records), default=0)  # part networks have fewer
+    return ct_rows(methods_for(labels), preset, classes, records, runtime)
 
 
 def loop_check(records: Sequence[Record], runtime: str) -> list[dict[str, Any]]:

@@ -208,6 +208,7 @@ def section_names(text: str) -> list[str]:
 
 # README generation -----------------------------------------------------------------------------
 
+SUMMARY = "summary"  # the README section of recommendations written from all results
 NO_RESULTS = "_No full run committed yet: run the benchmark, then `uv run benchmarks/report.py`._"
 
 
@@ -231,6 +232,10 @@ def regenerate(readme: str, benchmarks: dict[str, Any], results_dir: Path) -> st
     for name in section_names(readme):
         if name in benchmarks:
             readme = replace_section(readme, name, render_section(benchmarks[name], results_dir))
+        elif name == SUMMARY:
+            from segbench import summary
+
+            readme = replace_section(readme, name, summary.render(results_dir))
     return readme
 
 

@@ -1,0 +1,153 @@
+"""Recommendations written from the results, not by hand.
+
+The README's "what to use" section is rendered here from the same results files as the
+tables, so its numbers cannot drift from the runs that made them and ``report --check`` covers
+them too. Each answer names its evidence (benchmark, runtime, spread or fidelity).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from segbench.fidelity import AGREEMENT_THRESHOLD
+from segbench.report import dice_drops, full_results_files
+from segbench.results import Record, ResultsFile, load
+
+FP32_RUNTIMES = ("eager", "compile", "ort-fp32", "openvino-fp32")
+INT8_RUNTIMES = ("ort-int8", "openvino-int8")
+DICE_TOLERANCE = 0.01
+
+
+def _ok(records: Sequence[Record]) -> list[Record]:
+    return [r for r in records if r.ok and r.throughput]
+
+
+def _best(records: Sequence[Record]) -> Record | None:
+    return max(_ok(records), key=lambda r: r.throughput, default=None)
+
+
+def _name(r: Record) -> str:
+    return r.extra.get("display", r.model)
+
+
+def _agreement(r: Record) -> str:
+    fid = r.fidelity or {}
+    if r.runtime == "eager":
+        return "the FP32 reference"
+    if fid.get("label_agreement") is None:
+        return "no fidelity recorded"
+    return f"{fid['label_agreement']:.1f} % label agreement with FP32 on random weights"
+
+
+def fastest_slice(files: dict[str, ResultsFile]) -> list[str]:
+    """The fastest 2D network per 512x512 slice, over every 2D benchmark and runtime."""
+    records = [r for name in ("fpn_decoder", "unet_decoder", "quantization")
+               if name in files for r in files[name].records
+               if r.family in ("fpn", "unet") and r.shape[-1] == 512]
+    best = _best(records)
+    if best is None:
+        return []
+    return [f"**Fastest per slice**: {_name(best)} under `{best.runtime}`, "
+            f"{best.throughput:.1f} img/s (p50 {best.timing['latency_p50_ms']:.1f} ms per "
+            f"512x512 slice, {_agreement(best)}; `{best.benchmark}` benchmark)."]
+
+
+def runtime_per_model(quant: ResultsFile, trained: dict[tuple[str, str], float]) -> list[str]:
+    """Per encoder: the fastest runtime, and whether INT8 beats the best FP32 runtime."""
+    lines = []
+    models = dict.fromkeys(r.model for r in quant.records)
+    for model in models:
+        rows = [r for r in quant.records if r.model == model]
+        best = _best(rows)
+        fp32 = _best([r for r in rows if r.runtime in FP32_RUNTIMES])
+        int8 = _best([r for r in rows if r.runtime in INT8_RUNTIMES])
+        if best is None:
+            continue
+        text = f"{_name(best)}: fastest is `{best.runtime}` ({best.throughput:.1f} img/s"
+        eager = next((r for r in _ok(rows) if r.runtime == "eager"), None)
+        if eager and best is not eager:
+            text += f", {best.throughput / eager.throughput:.2f}x eager"
+        text += ")"
+        if fp32 and int8:
+            ratio = int8.throughput / fp32.throughput
+            verdict = "pays" if ratio > 1 else "does not pay"
+            text += (f"; INT8 {verdict}: best INT8 (`{int8.runtime}`) is {ratio:.2f}x the best "
+                     f"FP32 (`{fp32.runtime}`)")
+            agree = (int8.fidelity or {}).get("label_agreement")
+            if agree is not None:
+                flag = " (below the 99 % mark)" if agree < AGREEMENT_THRESHOLD else ""
+                text += f", {agree:.1f} % label agreement on random weights{flag}"
+            drop = trained.get((model, int8.runtime))
+            if drop is not None:
+                text += f", Dice {drop:+.3f} on trained weights"
+        lines.append(text + ".")
+    return lines
+
+
+def per_ct(files: dict[str, ResultsFile]) -> list[str]:
+    """How many times faster the best 2D pipeline is than each 3D method, per whole CT."""
+    results = files.get("2d_vs_3d")
+    if results is None:
+        return []
+    from segbench import ct
+
+    rows = [row for row in ct.rows_for(results.records, "eager") if row["seconds_per_ct"]]
+    two_d = [row for row in rows if row["slice_wise"]]
+    if not two_d:
+        return []
+    best = min(two_d, key=lambda row: row["seconds_per_ct"])
+    parts = [f"{row['method']} {row['seconds_per_ct']:.0f} s "
+             f"({row['seconds_per_ct'] / best['seconds_per_ct']:.1f}x slower)"
+             for row in sorted(rows, key=lambda row: row["seconds_per_ct"])
+             if not row["slice_wise"]]
+    return [f"**Per whole CT** (eager FP32, 512x512x280): the best 2D pipeline, "
+            f"{best['method']}, needs {best['seconds_per_ct']:.0f} s of network time; "
+            + ("; ".join(parts) if parts else "no 3D method was measured") + "."]
+
+
+def trained_quality(fid: ResultsFile) -> list[str]:
+    """Per trained network: its FP32 Dice and the runtimes that stay within the tolerance."""
+    drops = dice_drops(fid.records)
+    lines = []
+    for model in dict.fromkeys(r.model for r in fid.records):
+        eager = next((r for r in fid.records if r.model == model and r.runtime == "eager"
+                      and r.ok and "dice" in r.extra), None)
+        if eager is None:
+            continue
+        keep = [rt for (m, rt), d in drops.items() if m == model and rt != "eager"
+                and abs(d) <= DICE_TOLERANCE]
+        lose = [f"{rt} ({d:+.3f})" for (m, rt), d in drops.items() if m == model
+                and rt != "eager" and abs(d) > DICE_TOLERANCE]
+        low = ", below the 0.8 target: the training budget is too small for it" \
+            if eager.extra["dice"] < 0.8 else ""
+        lines.append(f"{_name(eager)} (FP32 Dice {eager.extra['dice']:.3f}{low}): within "
+                     f"{DICE_TOLERANCE} of FP32: {', '.join(f'`{k}`' for k in keep) or 'none'}"
+                     + (f"; further: {', '.join(lose)}" if lose else "") + ".")
+    return lines
+
+
+def render(results_dir: Path) -> str:
+    files = {}
+    for name in ("fpn_decoder", "unet_decoder", "quantization", "2d_vs_3d", "fidelity"):
+        paths = full_results_files(results_dir, name)
+        if paths:
+            files[name] = load(paths[0])
+    out: list[str] = []
+    out += [f"- {line}" for line in fastest_slice(files)]
+    out += [f"- {line}" for line in per_ct(files)]
+    if "quantization" in files:
+        trained = dice_drops(files["fidelity"].records) if "fidelity" in files else {}
+        size = "x".join(map(str, files["quantization"].records[0].shape[2:]))
+        out.append(f"- **Which runtime, per encoder** (encoder + FPN, {size}, `quantization`):")
+        out += [f"  - {line}" for line in runtime_per_model(files["quantization"], trained)]
+    if "fidelity" in files:
+        out.append("- **Quality on trained weights** (CT phantoms, `fidelity`):")
+        out += [f"  - {line}" for line in trained_quality(files["fidelity"])]
+    if not out:
+        return "_No full runs committed yet._"
+    machine = next(iter(files.values())).machine
+    out.append(f"\nAll of the above was measured on {machine.get('cpu', '?')} with "
+               f"{machine.get('physical_cores', '?')} cores; rerun the benchmarks on your CPU "
+               "before acting on it.")
+    return "\n".join(out)
