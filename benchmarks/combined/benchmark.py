@@ -5,36 +5,36 @@ extra parameters and FLOPs are. Both rows of a pair come from this run, so the r
 mix machines or moments.
 """
 
-from segbench import report
+from tabulate import tabulate
+
 from segbench.bench import Benchmark, main
-from segbench.report import DASH, millions, num
+from segbench.report import DASH, millions, num, status_text, throughput_text
+
+HEADERS = ["encoder", "FPN img/s", "UNet img/s", "FPN / UNet speed", "params FPN / UNet",
+           "UNet extra params", "GFLOPs FPN / UNet", "UNet FLOPs x"]
+
+
+def speed(r) -> str:
+    return DASH if r is None else throughput_text(r.timing) if r.ok else status_text(r)
+
+
+def pair_row(encoder: str, fpn, unet) -> list[str]:
+    name = (fpn or unet).extra.get("display", encoder).split(" + ")[0]
+    if not (fpn and unet and fpn.ok and unet.ok):
+        return [name, speed(fpn), speed(unet)] + [DASH] * 5
+    p_fpn, p_unet = fpn.extra["params_enc_dec"], unet.extra["params_enc_dec"]
+    return [name, speed(fpn), speed(unet), num(fpn.throughput / unet.throughput, 2),
+            f"{millions(p_fpn)} / {millions(p_unet)}", f"+{(p_unet - p_fpn) / 1e6:.2f}M",
+            f"{num(fpn.gflops, 2)} / {num(unet.gflops, 2)}", f"{unet.gflops / fpn.gflops:.2f}x"]
 
 
 def pair_table(bench, results):
-    by_encoder = {}
+    pairs: dict[str, dict] = {}
     for r in results.records:
-        by_encoder.setdefault(r.key.split("|")[1], {})[r.family] = r
-    rows = []
-    for encoder, pair in by_encoder.items():
-        fpn, unet = pair.get("fpn"), pair.get("unet")
-        both = fpn is not None and unet is not None and fpn.ok and unet.ok
-        ratio = fpn.throughput / unet.throughput if both else None
-        name = (fpn or unet).extra.get("display", encoder).split(" + ")[0]
-        rows.append([
-            name,
-            report.throughput_text(fpn.timing) if fpn and fpn.ok else report.status_text(fpn) if fpn else DASH,
-            report.throughput_text(unet.timing) if unet and unet.ok else report.status_text(unet) if unet else DASH,
-            num(ratio, 2),
-            f"{millions(fpn.extra.get('params_enc_dec'))} / {millions(unet.extra.get('params_enc_dec'))}" if both else DASH,
-            f"+{(unet.extra['params_enc_dec'] - fpn.extra['params_enc_dec']) / 1e6:.2f}M" if both else DASH,
-            f"{num(fpn.gflops, 2)} / {num(unet.gflops, 2)}" if both else DASH,
-            f"{unet.gflops / fpn.gflops:.2f}x" if both and fpn.gflops else DASH,
-        ])
+        pairs.setdefault(r.key.split("|")[1], {})[r.family] = r
+    rows = [pair_row(enc, p.get("fpn"), p.get("unet")) for enc, p in pairs.items()]
     rows.sort(key=lambda row: -float(row[3]) if row[3] != DASH else 0.0)
-    headers = ["encoder", "FPN img/s", "UNet img/s", "FPN / UNet speed", "params FPN / UNet",
-               "UNet extra params", "GFLOPs FPN / UNet", "UNet FLOPs x"]
-    return [("", report.tabulate(rows, headers=headers, tablefmt="github",
-                                  disable_numparse=True))]
+    return [("", tabulate(rows, headers=HEADERS, tablefmt="github", disable_numparse=True))]
 
 
 BENCHMARK = Benchmark(
