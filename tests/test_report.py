@@ -131,3 +131,22 @@ def test_summary_is_written_from_results(tmp_path):
     assert "Dice -0.020 on trained weights" in text
     assert "FP32 Dice 0.850): within 0.01 of FP32: none; further: ort-int8 (-0.020)" in text
     assert summary.render(tmp_path / "empty") == "_No full runs committed yet._"
+
+
+def test_every_benchmark_renders_ok_failed_and_empty_results():
+    """A benchmark's tables must survive any mix of rows (a failed pair, a missing baseline)."""
+    from segbench.report import discover
+
+    benchmarks = discover(ROOT / "benchmarks")
+    assert {"encoder_only", "fpn_decoder", "unet_decoder", "combined", "quantization",
+            "2d_vs_3d", "fidelity"} <= set(benchmarks)
+    ok = rec("resnet18+fpn", family="fpn", key="fpn|resnet18|117|eager|",
+             extra={"params_enc_dec": 12_000_000, "dice": 0.9, "display": "ResNet18 + FPN"})
+    bad = rec("resnet18+unet", family="unet", status="failed", reason="runtime: boom",
+              key="unet|resnet18|117|eager|")
+    for name, bench in benchmarks.items():
+        for records in ([ok, bad], [bad], []):
+            text = bench.render(ResultsFile(name, MACHINE, list(records)))
+            assert "Measured on Fake CPU" in text, name
+            if bad in records and name not in ("2d_vs_3d",):
+                assert "boom" in text, name

@@ -178,13 +178,16 @@ def provenance(results: ResultsFile) -> str:
     dates = sorted({r.date[:10] for r in results.records if r.date})
     commits = sorted({r.commit for r in results.records if r.commit})
     threads = sorted({r.threads for r in results.records})
-    protocol = next((r.protocol for r in results.records if r.protocol), {})
+    protocols = sorted({(p["repeats"], p["repeat_seconds"], p["repeat_calls"])
+                        for p in (r.protocol for r in results.records) if p})
+    timed = "; ".join(f"{n} repeats of >= {sec:g} s and >= {calls} calls"
+                      for n, sec, calls in protocols) or "?"
     quick = " **quick smoke run, not for publication**" if any(r.quick for r in results.records) else ""
     return (f"Measured on {m.get('cpu', '?')} ({m.get('physical_cores', '?')} cores, "
             f"{m.get('memory_gib', '?')} GiB; {isa}), threads {', '.join(map(str, threads))}, "
             f"torch {m.get('packages', {}).get('torch', '?')}, "
             f"onnxruntime {m.get('packages', {}).get('onnxruntime', '?')}; "
-            f"{protocol.get('repeats', '?')} repeats of >= {protocol.get('repeat_seconds', '?')} s; "
+            f"{timed}; "
             f"run {' to '.join(dates[::max(1, len(dates) - 1)]) or '?'}, "
             f"commit {', '.join(commits) or '?'}.{quick}")
 

@@ -101,9 +101,17 @@ def per_ct(files: dict[str, ResultsFile]) -> list[str]:
              f"({row['seconds_per_ct'] / best['seconds_per_ct']:.1f}x slower)"
              for row in sorted(rows, key=lambda row: row["seconds_per_ct"])
              if not row["slice_wise"]]
-    return [f"**Per whole CT** (eager FP32, 512x512x280): the best 2D pipeline, "
-            f"{best['method']}, needs {best['seconds_per_ct']:.0f} s of network time; "
-            + ("; ".join(parts) if parts else "no 3D method was measured") + "."]
+    lines = [f"**Per whole CT** (eager FP32, 512x512x280): the best 2D pipeline, "
+             f"{best['method']}, needs {best['seconds_per_ct']:.0f} s of network time; "
+             + ("; ".join(parts) if parts else "no 3D method was measured") + "."]
+    for check in ct.loop_check(results.records, "eager"):
+        if check["ratio"]:
+            lines.append(f"The real tiled loop of {check['network']} took {check['ratio']:.2f}x "
+                         f"the per-tile estimate ({check['measured']:.0f} s against "
+                         f"{check['predicted']:.0f} s): blending {check['tiles']} tiles of "
+                         "many-class logits is not free, so the 3D estimates above are lower "
+                         "bounds.")
+    return lines
 
 
 def trained_quality(fid: ResultsFile) -> list[str]:
