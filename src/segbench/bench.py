@@ -113,8 +113,11 @@ def _progress(i: int, n: int, cell: Cell) -> None:
 
 
 def _done(record: Record) -> None:
-    what = (f"{record.throughput:.1f} img/s" if record.ok and record.throughput
-            else record.reason)
+    if record.ok and record.throughput:
+        tp = record.throughput
+        what = f"{tp:.1f} img/s" if tp >= 1 else f"{record.batch / tp:.2f} s per call"
+    else:
+        what = record.reason
     took = f" ({record.elapsed_s:.0f} s)" if record.elapsed_s else ""
     print(f" {record.status}: {what}{took}", file=sys.stderr, flush=True)
 
