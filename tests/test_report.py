@@ -96,6 +96,9 @@ def test_plots_render_from_a_fixture(tmp_path):
         path = plots.tradeoff_plot(records, x, tmp_path / f"{x}.png")
         assert path.stat().st_size > 1000
     assert plots.tradeoff_plot([], "params", tmp_path / "none.png") is None
+    small = rec("c", tp=900.0, key="k4")
+    small.shape = [1, 3, 128, 128]  # another input size is never drawn with 512x512 rows
+    assert plots.tradeoff_plot([small], "params", tmp_path / "small.png") is None
     bars = plots.ct_seconds_plot([("2D", 30.0), ("3D", 600.0)], tmp_path / "ct.png", "t")
     assert bars.read_bytes()[:4] == b"\x89PNG"
 

@@ -64,7 +64,7 @@ def ct_plot(results, out):
     rows = [(row["method"], row["seconds_per_ct"]) for row in ct.rows_for(results.records, "eager", PRESET)
             if row["seconds_per_ct"]]
     return [plots.ct_seconds_plot(rows, out / "ct_seconds.png",
-                                  f"Seconds per CT ({PRESET.name}), PyTorch eager FP32, "
+                                  f"Network seconds per CT ({PRESET.name}), eager FP32, "
                                   f"{results.machine.get('physical_cores', '?')} cores")]
 
 

@@ -34,11 +34,14 @@ def _label(r: Record) -> str:
     return r.extra.get("display", r.model)
 
 
-def tradeoff_plot(records: Sequence[Record], x: str, path: Path) -> Path | None:
-    """Throughput against params (x="params") or GFLOPs (x="gflops"), one colour per runtime,
-    the Pareto front of each runtime drawn as a line. Returns None if there is nothing to draw."""
+def tradeoff_plot(records: Sequence[Record], x: str, path: Path, size: int = 512
+                  ) -> Path | None:
+    """Throughput against params (x="params") or GFLOPs (x="gflops") of 2D networks on
+    ``size`` x ``size`` inputs (other sizes are not comparable), one colour per runtime, the
+    Pareto front of each runtime drawn as a line. Returns None if there is nothing to draw."""
     rows = [r for r in records if r.ok and r.throughput and r.family in SEG2D_FAMILIES
-            and not r.quick and (r.params if x == "params" else r.gflops)]
+            and not r.quick and tuple(r.shape[2:]) == (size, size)
+            and (r.params if x == "params" else r.gflops)]
     if not rows:
         return None
     fig, ax = plt.subplots(figsize=(8, 5.5))
@@ -79,7 +82,7 @@ def ct_seconds_plot(rows: Sequence[tuple[str, float]], path: Path, title: str) -
                     va="center", fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel("seconds per CT (log)")
-    ax.set_title(title)
+    ax.set_title(title, fontsize=9)
     ax.grid(True, axis="x", alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
