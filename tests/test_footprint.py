@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from segbench.footprint import count_flops, count_params, forward_memory
+from segbench.footprint import count_flops, count_params, forward_memory, profile_forward
 
 
 def test_params_and_flops_of_one_conv():
@@ -32,3 +32,10 @@ def test_meta_device_gives_the_same_footprint_without_allocating():
         model = _chain()
         x = torch.empty(1, 3, 10, 10)
     assert forward_memory(model, x) == forward_memory(_chain(), torch.zeros(1, 3, 10, 10))
+
+
+def test_one_pass_profile_equals_the_two_separate_counts():
+    model, x = _chain(), torch.zeros(1, 3, 10, 10)
+    flops, memory = profile_forward(model, x)
+    assert flops == count_flops(model, x) == 2 * 100 * (3 * 4 + 4 * 2)
+    assert memory == forward_memory(model, x)

@@ -82,7 +82,6 @@ def part_share(r: Record, part: str) -> float | None:
 
 MODEL = Column("model", lambda r: r.extra.get("display", r.model), needs_ok=False)
 RUNTIME = Column("runtime", lambda r: r.runtime, needs_ok=False)
-PARAMS = Column("params", lambda r: millions(r.params))
 PARAMS_WITH_HEAD = Column("params (with head)", lambda r: millions(r.extra.get("params_with_head")))
 BACKBONE_PARAMS = Column("backbone params", lambda r: millions(r.params))
 GFLOPS = Column("GFLOPs", lambda r: num(r.gflops, 2))

@@ -78,7 +78,7 @@ def run_cell(cell: Cell) -> Record:
     import torch
 
     from segbench import runtimes
-    from segbench.footprint import count_flops, count_params, forward_memory
+    from segbench.footprint import count_params, profile_forward
     from segbench.models import build_model, describe_model
 
     record = blank_record(cell)
@@ -112,8 +112,9 @@ def run_cell(cell: Cell) -> Record:
 
         stage = "reference"
         reference = None
-        record.gflops = count_flops(model, example) / 1e9
-        record.memory.update(forward_memory(model, example))
+        flops, memory = profile_forward(model, example)
+        record.gflops = flops / 1e9
+        record.memory.update(memory)
         if cell.fidelity and cell.runtime != runtimes.REFERENCE:
             with torch.inference_mode():
                 reference = runtimes.to_numpy(model(example))
