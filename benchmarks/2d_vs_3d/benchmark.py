@@ -30,7 +30,7 @@ FAST = next(m for m in volume.METHODS_3D if m.network == "totalseg-3mm")
 def make_cells(bench: Benchmark, opts) -> list[Cell]:
     base = bench.protocol(opts)
     slow = base if opts.quick else Protocol.slow_passes(min(opts.repeats, 3))
-    wanted: dict[tuple, Cell] = {}
+    wanted: dict[str, Cell] = {}  # by cell key: a pass two tables need runs once
 
     def add(spec: ModelSpec, spatial: tuple[int, ...], protocol: Protocol | None = None,
             **kw) -> None:
@@ -39,7 +39,7 @@ def make_cells(bench: Benchmark, opts) -> list[Cell]:
                     shape=(1 if is_3d else opts.batch, 1 if is_3d else 3, *spatial),
                     threads=opts.threads, protocol=protocol or (slow if is_3d else base),
                     memory_guard=is_3d, **kw)
-        wanted.setdefault((cell.key, runtime), cell)
+        wanted.setdefault(cell.key, cell)
 
     for runtime in opts.runtimes:
         for label in opts.models:  # table 1: one pass per model

@@ -12,12 +12,12 @@ from tabulate import tabulate
 
 from segbench.bench import Benchmark, main
 from segbench.models import ModelSpec
-from segbench.report import DASH, dice_drops, num, status_text
+from segbench.fidelity import DICE_TOLERANCE
+from segbench.report import DASH, dice_drops, dice_verdicts, num, status_text
 
 MODELS = ["mobilenetv4_conv_small+fpn", "resnet18+fpn", "repvgg_a0+fpn", "regnetx_004+fpn",
           "mobilenetv4_conv_small+unet"]
 RUNTIMES = ["eager", "compile-bf16", "ort-fp32", "ort-int8", "openvino-bf16", "openvino-int8"]
-DICE_TOLERANCE = 0.01  # a runtime "keeps" the network's quality within this Dice of FP32
 
 
 def add_arguments(parser):
@@ -58,14 +58,10 @@ def tables(bench, results):
                                          "Dice drop vs FP32", "label agree vs FP32 (%)",
                                          "SQNR (dB)", "img/s", "status"],
                           tablefmt="github", disable_numparse=True)
-    keep = {}
-    for r in records:
-        if (r.model, r.runtime) in drops and r.runtime != "eager":
-            keep.setdefault(r.extra.get("display", r.model), []).append(
-                (r.runtime, abs(drops[(r.model, r.runtime)]) <= DICE_TOLERANCE))
+    names = {r.model: r.extra.get("display", r.model) for r in records}
     summary = tabulate(
-        [[model, ", ".join(rt for rt, ok in pairs if ok) or "none",
-          ", ".join(rt for rt, ok in pairs if not ok) or "none"] for model, pairs in keep.items()],
+        [[names[model], ", ".join(keep) or "none", ", ".join(rt for rt, _ in lose) or "none"]
+         for model, (keep, lose) in dice_verdicts(records).items()],
         headers=["network", f"keeps Dice within {DICE_TOLERANCE} of FP32",
                  f"loses more than {DICE_TOLERANCE}"], tablefmt="github", disable_numparse=True)
     recipe = next((r.weights for r in records if r.weights != "random"), "?")

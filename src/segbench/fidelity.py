@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 
 AGREEMENT_THRESHOLD = 99.0  # % below which a row is marked in tables
+DICE_TOLERANCE = 0.01  # a runtime "keeps" a trained network's quality within this Dice of FP32
 
 
 def _flat(arrays: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from tabulate import tabulate
 
-from segbench.fidelity import AGREEMENT_THRESHOLD, below_threshold
+from segbench.fidelity import AGREEMENT_THRESHOLD, DICE_TOLERANCE, below_threshold
 from segbench.results import Record, ResultsFile
 
 DASH = "–"
@@ -294,6 +294,21 @@ def dice_drops(records: Sequence[Record], baseline: str = "eager") -> dict[tuple
             if r.runtime == baseline and r.ok and "dice" in r.extra}
     return {(r.model, r.runtime): r.extra["dice"] - base[r.model] for r in records
             if r.ok and "dice" in r.extra and r.model in base}
+
+
+def dice_verdicts(records: Sequence[Record], tolerance: float = DICE_TOLERANCE
+                  ) -> dict[str, tuple[list[str], list[tuple[str, float]]]]:
+    """model -> (runtimes within ``tolerance`` Dice of FP32, [(runtime, drop) beyond it])."""
+    out: dict[str, tuple[list[str], list[tuple[str, float]]]] = {}
+    for (model, runtime), drop in dice_drops(records).items():
+        keep, lose = out.setdefault(model, ([], []))
+        if runtime == "eager":
+            continue
+        if abs(drop) <= tolerance:
+            keep.append(runtime)
+        else:
+            lose.append((runtime, drop))
+    return out
 
 
 def runtime_table(records: Sequence[Record], baseline: str = "eager",

@@ -10,13 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from segbench.fidelity import AGREEMENT_THRESHOLD
-from segbench.report import dice_drops, full_results_files
+from segbench.fidelity import AGREEMENT_THRESHOLD, DICE_TOLERANCE
+from segbench.report import dice_drops, dice_verdicts, full_results_files
 from segbench.results import Record, ResultsFile, load
 
 FP32_RUNTIMES = ("eager", "compile", "ort-fp32", "openvino-fp32")
 INT8_RUNTIMES = ("ort-int8", "openvino-int8")
-DICE_TOLERANCE = 0.01
 
 
 def _ok(records: Sequence[Record]) -> list[Record]:
@@ -116,17 +115,15 @@ def per_ct(files: dict[str, ResultsFile]) -> list[str]:
 
 def trained_quality(fid: ResultsFile) -> list[str]:
     """Per trained network: its FP32 Dice and the runtimes that stay within the tolerance."""
-    drops = dice_drops(fid.records)
+    verdicts = dice_verdicts(fid.records)
     lines = []
     for model in dict.fromkeys(r.model for r in fid.records):
         eager = next((r for r in fid.records if r.model == model and r.runtime == "eager"
                       and r.ok and "dice" in r.extra), None)
         if eager is None:
             continue
-        keep = [rt for (m, rt), d in drops.items() if m == model and rt != "eager"
-                and abs(d) <= DICE_TOLERANCE]
-        lose = [f"{rt} ({d:+.3f})" for (m, rt), d in drops.items() if m == model
-                and rt != "eager" and abs(d) > DICE_TOLERANCE]
+        keep, beyond = verdicts.get(model, ([], []))
+        lose = [f"{rt} ({d:+.3f})" for rt, d in beyond]
         low = ", below the 0.8 target: the training budget is too small for it" \
             if eager.extra["dice"] < 0.8 else ""
         lines.append(f"{_name(eager)} (FP32 Dice {eager.extra['dice']:.3f}{low}): within "
