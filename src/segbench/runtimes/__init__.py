@@ -27,6 +27,7 @@ RUNTIME_MODULES = {
     "openvino-fp32": "segbench.runtimes.openvino_rt",
     "openvino-bf16": "segbench.runtimes.openvino_rt",
     "openvino-int8": "segbench.runtimes.openvino_rt",
+    "compile-int8": "segbench.runtimes.pt2e",
 }
 REFERENCE = "eager"  # fidelity is measured against FP32 eager
 
