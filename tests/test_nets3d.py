@@ -19,10 +19,15 @@ def meta_params(name: str, classes: int) -> int:
 
 
 @pytest.mark.parametrize("name, classes, params", [
-    # TotalSegmentator's nnU-Net as the original documents quote it (117 classes)
+    # the original documents' figure: a hypothetical single 1.5 mm network with 117 outputs
     ("totalseg-1.5mm", 117, 31_288_169),
-    # the 5-stage 3 mm --fast network: our own count, pinned so a change is noticed
-    ("totalseg-3mm", 117, 16_603_252),
+    # TotalSegmentator --fast (Dataset297): 117 classes + background
+    ("totalseg-3mm", 118, 16_603_736),
+    # the five 1.5 mm part networks differ only in their heads (outputs incl. background)
+    ("totalseg-1.5mm", 25, 31_214_109),
+    ("totalseg-1.5mm", 27, 31_215_719),
+    ("totalseg-1.5mm", 19, 31_209_279),
+    ("totalseg-1.5mm", 24, 31_213_304),
     # STU-Net paper, Table 1 (105 classes of TotalSegmentator v1 + background)
     ("stunet-s", 105, 14_596_941),
     ("stunet-b", 105, 58_262_669),
@@ -51,9 +56,31 @@ def test_describe_gives_patch_and_spacing(name):
     assert all(p % info["size_multiple"] == 0 for p in info["patch"])
 
 
+def test_true_output_counts_come_from_the_class_map():
+    from segbench.models import nets3d
+
+    # 117 foreground classes split over five parts without overlap
+    assert sum(n - 1 for _, n in nets3d.TOTALSEG_PARTS.values()) == nets3d.TOTALSEG_CLASSES
+    assert nets3d.true_outputs("totalseg-1.5mm") == (25, 27, 19, 24, 27)
+    assert nets3d.true_outputs("totalseg-3mm") == (118,)
+    assert nets3d.true_outputs("stunet-s") == ()
+    assert 117 not in nets3d.true_outputs("totalseg-1.5mm")
+
+
+@pytest.mark.parametrize("name, classes, display", [
+    ("totalseg-3mm", 118, "TotalSegmentator --fast 3 mm (nnU-Net, 118 outputs)"),
+    ("totalseg-1.5mm", 117, "Single 1.5 mm nnU-Net (hypothetical, 117 outputs)"),
+    ("totalseg-1.5mm", 25, "TotalSegmentator 1.5 mm part network (organs, 25 outputs)"),
+    ("totalseg-1.5mm", 27, "TotalSegmentator 1.5 mm part network (vertebrae or ribs, 27 outputs)"),
+    ("totalseg-3mm", 4, "3 mm nnU-Net (4 outputs)"),
+])
+def test_display_names_say_which_network_it_is(name, classes, display):
+    assert NETS.describe(name, classes)["display"] == display
+
+
 def test_fast_network_uses_the_plans_patch():
-    assert NETS.describe("totalseg-3mm", 117)["patch"] == [112, 112, 128]
-    assert NETS.describe("totalseg-3mm", 117)["spacing_mm"] == 3.0
+    assert NETS.describe("totalseg-3mm", 118)["patch"] == [112, 112, 128]
+    assert NETS.describe("totalseg-3mm", 118)["spacing_mm"] == 3.0
 
 
 def test_unknown_name_and_options_are_refused():

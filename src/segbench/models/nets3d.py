@@ -59,27 +59,69 @@ class PlainUNetConfig:
         return len(self.features)
 
 
+# TotalSegmentator's `total` task (v2 class map, totalsegmentator/map_to_binary.py): 117
+# foreground classes. --fast (Dataset297, 3 mm) and --fastest (Dataset298, 6 mm) are single
+# networks with one output per class plus background; the default 1.5 mm run uses five part
+# networks (Datasets 291-295), each with its own subset of the classes plus background.
+TOTALSEG_CLASSES = 117
+TOTALSEG_FAST_OUTPUTS = TOTALSEG_CLASSES + 1
+TOTALSEG_PARTS: dict[str, tuple[int, int]] = {  # part -> (dataset id, outputs incl. background)
+    "organs": (291, 25),
+    "vertebrae": (292, 27),
+    "cardiac": (293, 19),
+    "muscles": (294, 24),
+    "ribs": (295, 27),
+}
+TIMED_PART = "organs"  # the part a whole-CT estimate times (the first the tool runs)
+
 PLAIN_UNETS: dict[str, PlainUNetConfig] = {
-    # The five 1.5 mm "part" networks of TotalSegmentator v2 (and v1's 1.5 mm network): nnU-Net
-    # plans a 128^3 patch at 1.5 mm, which pools 5 times down to a 4^3 bottleneck.
+    # The architecture of TotalSegmentator v2's five 1.5 mm part networks: nnU-Net plans a
+    # 128^3 patch at 1.5 mm, which pools 5 times down to a 4^3 bottleneck. With 117 outputs it
+    # is no network the tool ships: the originals' single 1.5 mm network is hypothetical.
     "totalseg-1.5mm": PlainUNetConfig(
         features=(32, 64, 128, 256, 320, 320), strides=(1, 2, 2, 2, 2, 2),
-        patch=(128, 128, 128), spacing_mm=1.5, display="TotalSegmentator 1.5 mm (nnU-Net)"),
-    # The --fast network (Dataset297, 3 mm). Its plans' patch is 112x112x128; nnU-Net's
-    # get_pool_and_conv_props pools every axis 4 times (to 7x7x8) and then stops, because a
-    # fifth pool would be along one axis only and that axis (8) is below 3 * 4 voxels. Hence
-    # 5 stages and a network of 16.6 M parameters, about half the 1.5 mm one.
+        patch=(128, 128, 128), spacing_mm=1.5, display="1.5 mm nnU-Net"),
+    # The --fast network (Dataset297, 3 mm, 118 outputs). Its plans' patch is 112x112x128;
+    # nnU-Net's get_pool_and_conv_props pools every axis 4 times (to 7x7x8) and then stops,
+    # because a fifth pool would be along one axis only and that axis (8) is below 3 * 4 voxels.
+    # Hence 5 stages and a network of 16.6 M parameters, about half the 1.5 mm one.
     "totalseg-3mm": PlainUNetConfig(
         features=(32, 64, 128, 256, 320), strides=(1, 2, 2, 2, 2),
-        patch=(112, 112, 128), spacing_mm=3.0, display="TotalSegmentator --fast 3 mm (nnU-Net)"),
+        patch=(112, 112, 128), spacing_mm=3.0, display="3 mm nnU-Net"),
 }
+
+
+def true_outputs(name: str) -> tuple[int, ...]:
+    """Output counts of the networks TotalSegmentator really ships with this architecture
+    (one per network, in the order the tool runs them); empty for networks it does not ship."""
+    if name == "totalseg-3mm":
+        return (TOTALSEG_FAST_OUTPUTS,)
+    if name == "totalseg-1.5mm":
+        return tuple(outputs for _, outputs in TOTALSEG_PARTS.values())
+    return ()
+
+
+def plain_unet_display(name: str, classes: int) -> str:
+    """What a table calls this network with this many outputs: the TotalSegmentator network it
+    is, or, when the tool has no such network, a name that says so."""
+    if name == "totalseg-3mm" and classes == TOTALSEG_FAST_OUTPUTS:
+        return f"TotalSegmentator --fast 3 mm (nnU-Net, {classes} outputs)"
+    if name == "totalseg-1.5mm":
+        parts = [part for part, (_, n) in TOTALSEG_PARTS.items() if n == classes]
+        if parts:
+            return (f"TotalSegmentator 1.5 mm part network ({' or '.join(parts)}, "
+                    f"{classes} outputs)")
+        if classes == TOTALSEG_CLASSES:
+            return f"Single 1.5 mm nnU-Net (hypothetical, {classes} outputs)"
+    return f"{PLAIN_UNETS[name].display} ({classes} outputs)"
 
 
 def build_plain_unet(config: PlainUNetConfig, classes: int) -> PlainConvUNet:
     """The PlainConvUNet of an nnU-Net 3d_fullres plan, with deep supervision off.
 
-    ``conv_bias=True`` is what nnU-Net v2 plans write; with it the 1.5 mm network with 117
-    classes has the 31,288,169 parameters TotalSegmentator's network is quoted with.
+    ``conv_bias=True`` is what nnU-Net v2 plans write; with it the --fast network with 118
+    outputs has 16,603,736 parameters, and the 1.5 mm architecture with 117 outputs (a
+    hypothetical single network) the 31,288,169 the original documents quoted.
     """
     net = PlainConvUNet(
         input_channels=1,
@@ -120,9 +162,10 @@ def instance_norm(channels: int) -> nn.InstanceNorm3d:
 class ResidualBlock(nn.Module):
     """conv3 -> IN -> LeakyReLU -> conv3 -> IN, plus shortcut, then LeakyReLU.
 
-    The first block of every stage carries a 1x1x1 projection shortcut (with the stage's
-    stride), also where channels and resolution do not change (the bottleneck keeps the width
-    of the stage above it, and STU-Net still projects there: the paper's counts include it).
+    The first block of every stage carries a 1x1x1 projection shortcut with the stage's stride:
+    every such block changes the width, the resolution or both. The bottleneck keeps the width
+    of the stage above it (16 x base) but halves the resolution (stride 2, 8^3 -> 4^3 on a
+    128^3 patch), so it projects too.
     """
 
     def __init__(self, in_ch: int, out_ch: int, stride: int = 1, project: bool = False) -> None:
@@ -251,9 +294,9 @@ class Nets3DFamily:
         _no_options(name, options)
         if name in PLAIN_UNETS:
             cfg = PLAIN_UNETS[name]
-            return {"display": cfg.display, "patch": list(cfg.patch),
+            return {"display": plain_unet_display(name, classes), "patch": list(cfg.patch),
                     "spacing_mm": cfg.spacing_mm, "architecture": "PlainConvUNet",
-                    "features": list(cfg.features),
+                    "features": list(cfg.features), "tool_outputs": list(true_outputs(name)),
                     "size_multiple": 2 ** (cfg.stages - 1)}
         if name in STUNETS:
             cfg = STUNETS[name]
