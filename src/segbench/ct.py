@@ -14,19 +14,41 @@ from typing import Any, Sequence
 
 from segbench import volume
 from segbench.models import ModelSpec
+from segbench.models.nets3d import TIMED_PART, TOTALSEG_PARTS, true_outputs
 from segbench.report import DASH, millions, num
 from segbench.results import Record
 
 SLICE_512 = 512 * 512  # voxels of one 512x512 slice: the unit of "slice equivalents"
 DEFAULT_PRESET = volume.PRESETS["ct-512x512x280"]
-ACCUMULATOR_BYTES = 4  # nnU-Net accumulates float32 logits and weights over the padded grid
+# nnU-Net v2's predictor (nnUNetPredictor in predict_from_raw_data.py) accumulates the
+# weighted logits and the summed weights over the padded grid in float16
+ACCUMULATOR_BYTES = 2
+
+
+def network_outputs(method: volume.Method, classes: int) -> tuple[int, ...]:
+    """Outputs of each network ``method`` runs, in order, from TotalSegmentator's class map.
+
+    TotalSegmentator's default runs five part networks (25, 27, 19, 24 and 27 outputs) and
+    --fast one network of 118. Other methods (nnU-Net defaults on a hypothetical single
+    network, STU-Net, 2D) run ``classes`` outputs.
+    """
+    real = true_outputs(method.network) if not method.slice_wise else ()
+    if len(real) == method.networks:
+        return real
+    return (classes,) * method.networks
 
 
 def classes_per_network(method: volume.Method, classes: int) -> int:
-    """TotalSegmentator splits its labels over its part networks (each adds a background)."""
-    if method.networks == 1:
-        return classes
-    return math.ceil((classes - 1) / method.networks) + 1
+    """Outputs of the network whose pass is timed for ``method``.
+
+    For TotalSegmentator's five parts that is the organs network (the first the tool runs);
+    the parts differ only in their 1x1x1 heads, about 0.1 % of a tile's FLOPs, so one timed
+    part stands for all five.
+    """
+    outputs = network_outputs(method, classes)
+    if len(outputs) == len(TOTALSEG_PARTS) and not method.slice_wise:
+        return TOTALSEG_PARTS[TIMED_PART][1]
+    return outputs[0]
 
 
 @dataclass(frozen=True)
@@ -64,8 +86,12 @@ def seconds_per_pass(r: Record | None) -> float | None:
 
 def whole_ct_memory(method: volume.Method, preset: volume.VolumePreset, r: Record,
                     classes: int) -> int | None:
-    """Peak bytes of one CT: a pass's forward peak plus, for tiled 3D, nnU-Net's float32
-    logit and weight accumulators over the padded grid (2D keeps only a label map)."""
+    """Peak bytes of one CT: a pass's forward peak plus, for tiled 3D, nnU-Net's float16
+    logit and weight accumulators over the padded grid (2D keeps only a label map).
+
+    Networks run one after another, so the accumulators of the network with the most outputs
+    set the peak; ``classes`` is what the other methods output.
+    """
     peak = r.memory.get("forward_peak_bytes")
     if peak is None:
         return None
@@ -73,7 +99,8 @@ def whole_ct_memory(method: volume.Method, preset: volume.VolumePreset, r: Recor
         return int(peak + math.prod(preset.shape))  # uint8 labels of the whole volume
     grid = volume.resampled_shape(preset, method.spacing_mm)
     padded = [max(g, p) for g, p in zip(grid, method.patch)]
-    return int(peak + math.prod(padded) * (classes + 1) * ACCUMULATOR_BYTES)
+    outputs = max(network_outputs(method, classes))
+    return int(peak + math.prod(padded) * (outputs + 1) * ACCUMULATOR_BYTES)
 
 
 def ct_rows(methods: Sequence[volume.Method], preset: volume.VolumePreset, classes: int,
@@ -90,7 +117,7 @@ def ct_rows(methods: Sequence[volume.Method], preset: volume.VolumePreset, class
             "networks": method.networks, "per_network": per_network, "passes": passes,
             "slice_wise": method.slice_wise, "seconds_per_pass": sec,
             "seconds_per_ct": passes * sec if sec else None,
-            "memory": whole_ct_memory(method, preset, r, need.spec.classes) if r and r.ok else None,
+            "memory": whole_ct_memory(method, preset, r, classes) if r and r.ok else None,
             "status": "ok" if sec else (f"{r.status}: {r.reason}" if r else "not measured"),
             "assumptions": assumptions(method, preset, need),
         })
@@ -103,8 +130,12 @@ def assumptions(method: volume.Method, preset: volume.VolumePreset, need: Pass) 
     grid = "x".join(map(str, volume.resampled_shape(preset, method.spacing_mm)))
     parts = [f"{method.spacing_mm:g} mm grid {grid}", f"patch {'x'.join(map(str, method.patch))}",
              f"step {method.step:g}", "8x mirroring" if method.mirror else "no mirroring"]
+    outputs = network_outputs(method, need.spec.classes)
     if method.networks > 1:
-        parts.append(f"{method.networks} networks of {need.spec.classes} classes")
+        parts.append(f"{method.networks} part networks of {'/'.join(map(str, outputs))} outputs, "
+                     f"each timed as the {need.spec.classes}-output one")
+    else:
+        parts.append(f"{outputs[0]} outputs")
     return ", ".join(parts)
 
 
@@ -118,7 +149,9 @@ def rows_for(records: Sequence[Record], runtime: str,
              preset: volume.VolumePreset = DEFAULT_PRESET) -> list[dict[str, Any]]:
     """Whole-CT rows for every method whose networks these records measured."""
     labels = list(dict.fromkeys(r.model for r in records if r.runtime == runtime))
-    classes = max((r.classes or 0 for r in records), default=0)  # part networks have fewer
+    # the label count of the other methods: TotalSegmentator's own networks have their own
+    classes = max((r.classes or 0 for r in records
+                   if r.classes not in true_outputs(r.key.split("|")[1])), default=0)
     return ct_rows(methods_for(labels), preset, classes, records, runtime)
 
 
