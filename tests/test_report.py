@@ -80,7 +80,9 @@ def test_quick_files_never_reach_the_readme(tmp_path):
     results = tmp_path / "results"
     save(results / "encoder_only" / "fake-2c.quick.json",
          ResultsFile("encoder_only", MACHINE, [rec(quick=True)]))
-    assert report.full_results_files(results, "encoder_only") == []
+    from segbench.results import full_results_files
+
+    assert full_results_files(results, "encoder_only") == []
 
 
 def test_pareto_front():
@@ -118,8 +120,10 @@ def test_compare_marks_overlapping_spreads_not_significant():
 def test_summary_is_written_from_results(tmp_path):
     from segbench import summary
 
-    quant = [rec("mobilenetv4_conv_small+fpn", runtime="eager", tp=10.0, key="q1"),
-             rec("mobilenetv4_conv_small+fpn", runtime="ort-fp32", tp=20.0, key="q2"),
+    fp32 = {"precision": "fp32"}
+    quant = [rec("mobilenetv4_conv_small+fpn", runtime="eager", tp=10.0, key="q1", extra=fp32),
+             rec("mobilenetv4_conv_small+fpn", runtime="ort-fp32", tp=20.0, key="q2",
+                 extra=fp32),
              rec("mobilenetv4_conv_small+fpn", runtime="ort-int8", tp=15.0, key="q3",
                  fidelity={"label_agreement": 97.5}, extra={"precision": "int8"})]
     save(tmp_path / "quantization" / "fake-2c.json", ResultsFile("quantization", MACHINE, quant))
@@ -138,7 +142,7 @@ def test_summary_is_written_from_results(tmp_path):
 
 def test_every_benchmark_renders_ok_failed_and_empty_results():
     """A benchmark's tables must survive any mix of rows (a failed pair, a missing baseline)."""
-    from segbench.report import discover
+    from segbench.readme import discover
 
     benchmarks = discover(ROOT / "benchmarks")
     assert {"encoder_only", "fpn_decoder", "unet_decoder", "combined", "quantization",

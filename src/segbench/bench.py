@@ -106,10 +106,68 @@ class Benchmark:
         return "\n".join(lines)
 
 
-def _progress(i: int, n: int, cell: Cell) -> None:
+def estimates(cells: Sequence[Cell], past: Sequence[Record]) -> list[float | None]:
+    """Seconds each cell is expected to take, from earlier records of the same machine: the
+    record of the same cell (key), else the mean of the same model under the same runtime;
+    None where nothing comparable was run before."""
+    by_key = {r.key: r.elapsed_s for r in past if r.elapsed_s}
+    by_pair: dict[tuple[str, str], list[float]] = {}
+    for r in past:
+        if r.elapsed_s:
+            by_pair.setdefault((r.model, r.runtime), []).append(r.elapsed_s)
+    out: list[float | None] = []
+    for cell in cells:
+        pair = by_pair.get((cell.model.label, cell.runtime))
+        out.append(by_key.get(cell.key) or (sum(pair) / len(pair) if pair else None))
+    return out
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def remaining(expected: Sequence[float | None], done_s: Sequence[float]) -> float | None:
+    """Seconds left for cells not yet run: each cell's past duration where known, else the
+    mean of the cells this run has finished; None if neither exists yet."""
+    fallback = sum(done_s) / len(done_s) if done_s else None
+    left = expected[len(done_s):]
+    if any(e is None for e in left) and fallback is None:
+        return None
+    return sum(e if e is not None else fallback for e in left)
+
+
+def dry_run_text(cells: Sequence[Cell], expected: Sequence[float | None], source: Path) -> str:
+    """The cell matrix a run would time, with the estimated duration of each cell and all."""
+    from tabulate import tabulate
+
+    rows = []
+    for i, (cell, est) in enumerate(zip(cells, expected), 1):
+        variant = ",".join(f"{k}={v}" for k, v in sorted((cell.scenario or {}).items()))
+        rows.append([i, cell.model.label, cell.runtime, "x".join(map(str, cell.shape)),
+                     cell.threads, cell.extra.get("tag", "") or variant, duration(est)])
+    known = [e for e in expected if e is not None]
+    total = f"estimated duration: {duration(sum(known)) if known else 'unknown'}"
+    if known and len(known) < len(cells):
+        total += f" for {len(known)} of {len(cells)} cells; the other {len(cells) - len(known)} unknown"
+    table = tabulate(rows, headers=["#", "model", "runtime", "input", "threads", "variant",
+                                    "estimate"], tablefmt="github", disable_numparse=True)
+    return (f"{table}\n\n{len(cells)} cells; {total} (from {source}"
+            f"{'' if source.exists() else ', not written yet'}); nothing was timed.")
+
+
+def _progress(i: int, n: int, cell: Cell, elapsed: float = 0.0,
+              left: float | None = None) -> None:
     shape = "x".join(map(str, cell.shape))
-    print(f"[{i}/{n}] {cell.model.label} | {cell.runtime} | {shape} ...", file=sys.stderr,
-          end="", flush=True)
+    eta = f"{duration(elapsed)} elapsed, ~{duration(left)} left" if i > 1 or left else ""
+    print(f"[{i}/{n}{', ' + eta if eta else ''}] {cell.model.label} | {cell.runtime} | "
+          f"{shape} ...", file=sys.stderr, end="", flush=True)
 
 
 def _done(record: Record) -> None:
@@ -122,14 +180,44 @@ def _done(record: Record) -> None:
     print(f" {record.status}: {what}{took}", file=sys.stderr, flush=True)
 
 
+CONTENDED_PAUSE_S = 20.0  # wait before re-timing a contended cell, so a burst can pass
+
+
+def contended(record: Record) -> bool:
+    return bool(record.ok and record.timing and record.timing.get("contended"))
+
+
+def run_with_retries(cell: Cell, opts: cli.Options, pause: float = CONTENDED_PAUSE_S) -> Record:
+    """Run a cell; while other work disturbed its timing, pause and re-time it (at most
+    ``opts.retry_contended`` times). The last attempt is kept, still flagged if contended, and
+    the earlier attempts' contention is recorded beside it."""
+    record = run_isolated(cell, timeout=opts.timeout)
+    earlier = []
+    while contended(record) and len(earlier) < opts.retry_contended:
+        share = record.timing["contention"]
+        print(f" contended ({share['other_cores']:.2f} cores of other work, "
+              f"{share['steal_cores']:.2f} steal); re-timing after {pause:g} s ...",
+              file=sys.stderr, end="", flush=True)
+        earlier.append(share)
+        time.sleep(pause)
+        record = run_isolated(cell, timeout=opts.timeout)
+    if earlier:
+        record.extra["contended_attempts"] = earlier
+    return record
+
+
 def run(bench: Benchmark, opts: cli.Options, results: ResultsFile, path: Path) -> list[Record]:
     """Every cell in its own process; the file is saved after each one."""
     cells = bench.make_cells(opts)
+    expected = estimates(cells, results.records)
     done: list[Record] = []
+    took: list[float] = []  # wall seconds of each finished cell, for the progress line only
     start = time.monotonic()
     for i, cell in enumerate(cells, 1):
-        _progress(i, len(cells), cell)
-        record = run_isolated(cell, timeout=opts.timeout)
+        _progress(i, len(cells), cell, time.monotonic() - start, remaining(expected, took))
+        cell_start = time.monotonic()
+        record = run_with_retries(cell, opts)
+        took.append(time.monotonic() - cell_start)
         _done(record)
         results.upsert(record)
         save(path, results)
@@ -150,6 +238,10 @@ def main(bench: Benchmark, argv: Sequence[str] | None = None) -> int:
     except (cli.UsageError, ResultsError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
+    if opts.dry_run:
+        cells = bench.make_cells(opts)
+        print(dry_run_text(cells, estimates(cells, results.records), path))
+        return 0
     try:
         done = run(bench, opts, results, path)
     except KeyboardInterrupt:

@@ -7,6 +7,7 @@ traceback, never a half-run benchmark.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import os
 import sys
 import tempfile
@@ -44,6 +45,8 @@ class Options:
     timeout: float
     list: bool
     extra: dict[str, Any] = field(default_factory=dict)  # the benchmark's own options
+    retry_contended: int = 1  # re-times of a cell that other work disturbed
+    dry_run: bool = False  # print the cell matrix and an estimated duration, time nothing
 
 
 def default_results_dir() -> Path:
@@ -61,8 +64,11 @@ def build_parser(prog: str, description: str,
                  add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
                  ) -> argparse.ArgumentParser:
     parser = _Parser(prog=prog, description=description)
-    parser.add_argument("--models", type=_comma_list, help="comma list (default: the benchmark's)")
-    parser.add_argument("--runtimes", type=_comma_list, help="comma list, see --list")
+    parser.add_argument("--models", type=_comma_list,
+                        help="comma list, shell wildcards allowed ('mobilenetv4*'); "
+                             "default: the benchmark's")
+    parser.add_argument("--runtimes", type=_comma_list,
+                        help="comma list, wildcards allowed ('openvino-*'); see --list")
     parser.add_argument("--size", type=int, help="input height = width in pixels")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None,
@@ -76,6 +82,12 @@ def build_parser(prog: str, description: str,
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
                         help="seconds per cell before it becomes a timeout row")
     parser.add_argument("--list", action="store_true", help="list models and runtimes, exit")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the cells this run would time and an estimated duration "
+                             "from earlier results of this machine, then exit")
+    parser.add_argument("--retry-contended", type=int, default=1, metavar="N",
+                        help="re-time a cell up to N times, after a pause, when other work on "
+                             "the machine disturbed its timing (default 1)")
     if add_arguments:
         add_arguments(parser)
     return parser
@@ -95,6 +107,27 @@ def check_names(kind: str, given: Sequence[str], valid: Sequence[str]) -> None:
     if unknown:
         raise UsageError(f"unknown {kind} {', '.join(map(repr, unknown))}; valid: "
                          f"{', '.join(valid)}")
+
+
+WILDCARDS = frozenset("*?[")
+
+
+def expand_names(kind: str, given: Sequence[str], valid: Sequence[str]) -> list[str]:
+    """Names with shell-style wildcards expanded against ``valid`` (fnmatch, in ``valid``'s
+    order), duplicates dropped. A pattern that matches nothing, like an unknown name, is a
+    usage error naming the valid names."""
+    out: list[str] = []
+    for item in given:
+        if WILDCARDS & set(item):
+            matched = [name for name in valid if fnmatch.fnmatchcase(name, item)]
+            if not matched:
+                raise UsageError(f"{kind} pattern {item!r} matches nothing; valid: "
+                                 f"{', '.join(valid)}")
+        else:
+            check_names(kind, [item], valid)
+            matched = [item]
+        out += [name for name in matched if name not in out]
+    return out
 
 
 def check_size(size: int, families: Sequence[str]) -> None:
@@ -118,7 +151,7 @@ def parse(argv: Sequence[str] | None, *, prog: str, description: str,
     """Parse and validate; raises UsageError with the line to print."""
     ns = build_parser(prog, description, add_arguments).parse_args(argv)
     shared = {"models", "runtimes", "size", "batch", "threads", "classes", "repeats", "quick",
-              "out", "timeout", "list"}
+              "out", "timeout", "list", "retry_contended", "dry_run"}
     extra = {k: v for k, v in vars(ns).items() if k not in shared}
     opts = Options(
         models=ns.models or list(quick_models if ns.quick else models),
@@ -133,14 +166,18 @@ def parse(argv: Sequence[str] | None, *, prog: str, description: str,
         timeout=ns.timeout,
         list=ns.list,
         extra=extra,
+        retry_contended=ns.retry_contended,
+        dry_run=ns.dry_run,
     )
     if opts.list:
         return opts
-    check_names("model", opts.models, valid_models)
-    check_names("runtime", opts.runtimes, runtimes.names())
+    opts.models = expand_names("model", opts.models, valid_models)
+    opts.runtimes = expand_names("runtime", opts.runtimes, runtimes.names())
     check_size(opts.size, families)
     for name in ("batch", "threads", "classes", "repeats"):
         positive(name, getattr(opts, name))
+    if opts.retry_contended < 0:
+        raise UsageError(f"--retry-contended must be 0 or more, got {opts.retry_contended}")
     if opts.timeout <= 0:
         raise UsageError(f"--timeout must be positive, got {opts.timeout:g}")
     if opts.threads > (os.cpu_count() or opts.threads):

@@ -12,15 +12,58 @@ Why each rule exists is written up in docs/methodology.md; in short:
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 NOISY_IQR_RATIO = 0.10
+# Other work on the machine during a timing: above a quarter of a core (busy CPU time of other
+# processes plus hypervisor steal, per second of timing) the row is flagged ``contended``.
+CONTENDED_CORES = 0.25
 
 Clock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class CpuSample:
+    """CPU seconds at one instant: busy time of the whole machine, steal, and this process."""
+
+    wall: float
+    machine_busy: float
+    steal: float
+    own: float
+
+
+def cpu_sample(stat: Path = Path("/proc/stat")) -> CpuSample | None:
+    """Machine-wide busy and steal CPU seconds (first line of /proc/stat) and this process's
+    user + system time (all its threads); None where /proc/stat cannot be read."""
+    try:
+        fields_ = stat.read_text().splitlines()[0].split()[1:]
+    except (OSError, IndexError):
+        return None
+    ticks = [int(v) for v in fields_] + [0] * 8
+    user, nice, system, _idle, _iowait, irq, softirq, steal = ticks[:8]
+    hz = os.sysconf("SC_CLK_TCK")
+    own = os.times()
+    return CpuSample(wall=time.monotonic(), machine_busy=(user + nice + system + irq + softirq) / hz,
+                     steal=steal / hz, own=own.user + own.system)
+
+
+def contention(before: CpuSample | None, after: CpuSample | None) -> dict[str, Any] | None:
+    """Cores' worth of other work between two samples: busy CPU time not spent by this process,
+    plus steal, divided by the wall time; ``contended`` above :data:`CONTENDED_CORES`."""
+    if before is None or after is None or after.wall <= before.wall:
+        return None
+    wall = after.wall - before.wall
+    others = max(0.0, (after.machine_busy - before.machine_busy) - (after.own - before.own))
+    steal = max(0.0, after.steal - before.steal)
+    cores = (others + steal) / wall
+    return {"other_cores": others / wall, "steal_cores": steal / wall, "seconds": wall,
+            "threshold_cores": CONTENDED_CORES, "contended": bool(cores > CONTENDED_CORES)}
 
 
 @dataclass(frozen=True)
@@ -64,6 +107,7 @@ class Timing:
     latencies_ms: list[float]  # every timed call
     warmup_calls: int
     stats: dict[str, float] = field(default_factory=dict)
+    contention: dict[str, Any] | None = None  # other work during the timed repeats
 
     def __post_init__(self) -> None:
         if not self.stats:
@@ -72,6 +116,10 @@ class Timing:
     @property
     def noisy(self) -> bool:
         return bool(self.stats["iqr_ratio"] > NOISY_IQR_RATIO)
+
+    @property
+    def contended(self) -> bool:
+        return bool(self.contention and self.contention["contended"])
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -82,6 +130,8 @@ class Timing:
             "calls": len(self.latencies_ms),
             **self.stats,
             "noisy": self.noisy,
+            "contention": self.contention,
+            "contended": self.contended,
         }
 
 
@@ -112,10 +162,13 @@ def time_call(call: Callable[[], Any], clock: Clock = time.perf_counter) -> tupl
 
 
 def measure(call: Callable[[], Any], protocol: Protocol, batch: int = 1,
-            clock: Clock = time.perf_counter) -> Timing:
+            clock: Clock = time.perf_counter,
+            probe: Callable[[], CpuSample | None] = cpu_sample) -> Timing:
     """Time ``call`` (a zero-argument closure over an input made beforehand) by the protocol.
 
-    ``batch`` converts calls per second into items per second.
+    ``batch`` converts calls per second into items per second. ``probe`` samples the machine's
+    CPU time around the timed repeats, so that other work running meanwhile is recorded and the
+    row flagged ``contended`` instead of silently kept.
     """
     _, first_call_s = time_call(call, clock)
 
@@ -127,6 +180,7 @@ def measure(call: Callable[[], Any], protocol: Protocol, batch: int = 1,
 
     throughputs: list[float] = []
     latencies_ms: list[float] = []
+    before = probe()
     for _ in range(protocol.repeats):
         calls = 0
         repeat_start = clock()

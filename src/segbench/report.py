@@ -1,22 +1,24 @@
-"""Markdown tables from records, and the README sections that hold them.
+"""Markdown tables from records, and the provenance line under each.
 
 A table is a list of :class:`Column` objects applied to records; the columns every benchmark
-uses are defined once here. README tables live between ``<!-- results:<name> -->`` and
-``<!-- /results:<name> -->`` and are only ever written by :func:`update_readme`.
+uses are defined once here. What is computed from records (speed-ups, verdicts) lives in
+:mod:`segbench.analysis`; where tables go in the README lives in :mod:`segbench.readme`.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from tabulate import tabulate
 
-from segbench.fidelity import AGREEMENT_THRESHOLD, DICE_TOLERANCE, below_threshold
+from segbench.analysis import (dice_drops, dice_verdicts, fastest, model_key,  # noqa: F401
+                               significant, speedups)
+from segbench.fidelity import AGREEMENT_THRESHOLD, below_threshold
+from segbench.machine import describe
 from segbench.results import Record, ResultsFile
+from segbench.runtimes import REFERENCE
 
 DASH = "–"
 
@@ -56,6 +58,8 @@ def status_text(r: Record) -> str:
     notes = []
     if r.timing and r.timing.get("noisy"):
         notes.append("noisy")
+    if r.timing and r.timing.get("contended"):
+        notes.append("contended")
     if below_threshold(r.fidelity):
         notes.append(f"agreement < {AGREEMENT_THRESHOLD:g} %")
     if r.quick:
@@ -97,7 +101,7 @@ STATUS = Column("status", status_text, needs_ok=False)
 
 def fidelity_text(r: Record) -> str:
     """Compact fidelity against FP32 eager: label agreement % / SQNR dB (feature maps: SQNR)."""
-    if r.runtime == "eager":
+    if r.runtime == REFERENCE:
         return "reference"
     fid = r.fidelity
     if not fid:
@@ -170,8 +174,16 @@ def render_table(records: Iterable[Record], columns: Sequence[Column],
                     tablefmt="github", disable_numparse=True)
 
 
+def versions(results: ResultsFile, package: str) -> list[str]:
+    """Every version of ``package`` the file's records ran with (a record without its own
+    versions, written before records carried them, counts with the machine block's)."""
+    fallback = results.machine.get("packages", {}).get(package, "?")
+    return sorted({(r.packages or {}).get(package, fallback) for r in results.records}
+                  or {fallback})
+
+
 def provenance(results: ResultsFile) -> str:
-    """The line under every table: where and when the numbers were measured."""
+    """The line under every table: where, when and with what the numbers were measured."""
     m = results.machine
     isa = ", ".join(k for k, v in m.get("isa", {}).items() if v) or "none reported"
     dates = sorted({r.date[:10] for r in results.records if r.date})
@@ -182,97 +194,21 @@ def provenance(results: ResultsFile) -> str:
     timed = "; ".join(f"{n} repeats of >= {sec:g} s and >= {calls} calls"
                       for n, sec, calls in protocols) or "?"
     quick = " **quick smoke run, not for publication**" if any(r.quick for r in results.records) else ""
-    return (f"Measured on {m.get('cpu', '?')} ({m.get('physical_cores', '?')} cores, "
-            f"{m.get('memory_gib', '?')} GiB; {isa}), threads {', '.join(map(str, threads))}, "
-            f"torch {m.get('packages', {}).get('torch', '?')}, "
-            f"onnxruntime {m.get('packages', {}).get('onnxruntime', '?')}; "
+    contended = sum(1 for r in results.records if r.timing and r.timing.get("contended"))
+    busy = f" {contended} rows were timed while other work ran (`contended`)." if contended else ""
+    return (f"Measured on {describe(m)} ({m.get('memory_gib', '?')} GiB; {isa}), "
+            f"threads {', '.join(map(str, threads))}, "
+            f"torch {', '.join(versions(results, 'torch'))}, "
+            f"onnxruntime {', '.join(versions(results, 'onnxruntime'))}, "
+            f"openvino {', '.join(versions(results, 'openvino'))}; "
             f"{timed}; "
             f"run {' to '.join(dates[::max(1, len(dates) - 1)]) or '?'}, "
-            f"commit {', '.join(commits) or '?'}.{quick}")
-
-
-_SECTION = "<!-- results:{name} -->"
-_END = "<!-- /results:{name} -->"
-
-
-def replace_section(text: str, name: str, body: str) -> str:
-    """Put ``body`` between the markers of ``name``; KeyError if the markers are missing."""
-    start, end = _SECTION.format(name=name), _END.format(name=name)
-    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
-    if not pattern.search(text):
-        raise KeyError(f"README has no {start} ... {end} section")
-    return pattern.sub(lambda _: f"{start}\n{body.strip()}\n{end}", text, count=1)
-
-
-def section_names(text: str) -> list[str]:
-    return re.findall(r"<!-- results:([\w.-]+) -->", text)
-
-
-# README generation -----------------------------------------------------------------------------
-
-SUMMARY = "summary"  # the README section of recommendations written from all results
-NO_RESULTS = "_No full run committed yet: run the benchmark, then `uv run benchmarks/report.py`._"
-
-
-def full_results_files(results_dir: Path, benchmark: str) -> list[Path]:
-    """Full-run files of a benchmark; quick smoke files never reach the README."""
-    folder = Path(results_dir) / benchmark
-    return sorted(p for p in folder.glob("*.json") if not p.name.endswith(".quick.json"))
-
-
-def render_section(bench: Any, results_dir: Path) -> str:
-    from segbench.results import load
-
-    files = full_results_files(results_dir, bench.name)
-    if not files:
-        return NO_RESULTS
-    return "\n\n".join(bench.render(load(path)) for path in files)
-
-
-def regenerate(readme: str, benchmarks: dict[str, Any], results_dir: Path) -> str:
-    """README text with every results section rendered from ``results_dir``."""
-    for name in section_names(readme):
-        if name in benchmarks:
-            readme = replace_section(readme, name, render_section(benchmarks[name], results_dir))
-        elif name == SUMMARY:
-            from segbench import summary
-
-            readme = replace_section(readme, name, summary.render(results_dir))
-    return readme
-
-
-def discover(benchmarks_dir: Path) -> dict[str, Any]:
-    from segbench.bench import load_script
-
-    found = {}
-    for script in sorted(Path(benchmarks_dir).glob("*/benchmark.py")):
-        bench = load_script(script)
-        found[bench.name] = bench
-    return found
+            f"commit {', '.join(commits) or '?'}.{quick}{busy}")
 
 
 # Runtime comparison (quantization and any table with several runtimes per model) -----------
 
-def model_key(r: Record) -> str:
-    """Everything that identifies a cell except its runtime."""
-    return f"{r.family}|{r.model}|{r.classes}|{'x'.join(map(str, r.shape))}|t{r.threads}"
 
-
-def speedups(records: Sequence[Record], baseline: str = "eager") -> dict[str, float]:
-    """record.key -> throughput relative to the same model's ``baseline`` row."""
-    base = {model_key(r): r.throughput for r in records if r.runtime == baseline and r.ok}
-    return {r.key: r.throughput / base[model_key(r)] for r in records
-            if r.ok and r.throughput and base.get(model_key(r))}
-
-
-def fastest(records: Sequence[Record]) -> set[str]:
-    """Keys of the fastest ok row of each model."""
-    best: dict[str, Record] = {}
-    for r in records:
-        if r.ok and r.throughput and (model_key(r) not in best
-                                      or r.throughput > best[model_key(r)].throughput):
-            best[model_key(r)] = r
-    return {r.key for r in best.values()}
 
 
 def float_ops_text(r: Record) -> str:
@@ -287,31 +223,9 @@ def float_ops_text(r: Record) -> str:
     return ", ".join(f"{name} x{count}" for name, count in sorted(ops.items()))
 
 
-def dice_drops(records: Sequence[Record], baseline: str = "eager") -> dict[tuple[str, str], float]:
-    """(model, runtime) -> Dice against ground truth minus the same network's ``baseline`` Dice,
-    from records that were scored on phantoms (the fidelity benchmark)."""
-    base = {r.model: r.extra["dice"] for r in records
-            if r.runtime == baseline and r.ok and "dice" in r.extra}
-    return {(r.model, r.runtime): r.extra["dice"] - base[r.model] for r in records
-            if r.ok and "dice" in r.extra and r.model in base}
 
 
-def dice_verdicts(records: Sequence[Record], tolerance: float = DICE_TOLERANCE
-                  ) -> dict[str, tuple[list[str], list[tuple[str, float]]]]:
-    """model -> (runtimes within ``tolerance`` Dice of FP32, [(runtime, drop) beyond it])."""
-    out: dict[str, tuple[list[str], list[tuple[str, float]]]] = {}
-    for (model, runtime), drop in dice_drops(records).items():
-        keep, lose = out.setdefault(model, ([], []))
-        if runtime == "eager":
-            continue
-        if abs(drop) <= tolerance:
-            keep.append(runtime)
-        else:
-            lose.append((runtime, drop))
-    return out
-
-
-def runtime_table(records: Sequence[Record], baseline: str = "eager",
+def runtime_table(records: Sequence[Record], baseline: str = REFERENCE,
                   trained: dict[tuple[str, str], float] | None = None) -> str:
     """One row per (model, runtime): speed, speed-up over the baseline, fidelity, best mark;
     with ``trained`` (see :func:`dice_drops`), the Dice drop measured on trained weights."""
@@ -333,39 +247,9 @@ def runtime_table(records: Sequence[Record], baseline: str = "eager",
                         sort_key=lambda r: (order[model_key(r)], -(r.throughput or 0)))
 
 
-def draw_plots(benchmarks: dict[str, Any], results_dir: Path) -> list[Path]:
-    """Every plot the README shows, into results/plots/: the 2D trade-offs over all records,
-    then whatever a benchmark draws of its own (its ``plots`` hook)."""
-    from segbench import plots
-    from segbench.results import load
-
-    out = Path(results_dir) / "plots"
-    loaded = {name: [load(p) for p in full_results_files(results_dir, name)]
-              for name in benchmarks}
-    records = [r for files in loaded.values() for f in files for r in f.records]
-    drawn = [plots.tradeoff_plot(records, "params", out / "tradeoff_params.png"),
-             plots.tradeoff_plot(records, "gflops", out / "tradeoff_gflops.png")]
-    for name, bench in benchmarks.items():
-        if bench.plots:
-            for results in loaded[name]:
-                drawn += bench.plots(results, out)
-    return [p for p in drawn if p is not None]
-
 
 # Two runs side by side -------------------------------------------------------------------------
 
-def _quartiles(r: Record) -> tuple[float, float]:
-    import numpy as np
-
-    q25, q75 = np.percentile(r.timing["repeat_throughputs"], [25, 75])
-    return float(q25), float(q75)
-
-
-def significant(a: Record, b: Record) -> bool:
-    """Different only if the interquartile ranges of the two runs' repeats do not overlap."""
-    a25, a75 = _quartiles(a)
-    b25, b75 = _quartiles(b)
-    return a75 < b25 or b75 < a25
 
 
 def compare_table(a: ResultsFile, b: ResultsFile) -> str:

@@ -52,6 +52,7 @@ class Record:
     extra: dict[str, Any] = field(default_factory=dict)
     protocol: dict[str, Any] = field(default_factory=dict)
     commit: str = ""
+    packages: dict[str, str] = field(default_factory=dict)  # versions this record ran with
     date: str = ""
     elapsed_s: float | None = None
 
@@ -104,23 +105,49 @@ def results_path(out_dir: Path, benchmark: str, machine_slug: str, quick: bool) 
     return Path(out_dir) / benchmark / f"{machine_slug}{suffix}"
 
 
-def load(path: Path) -> ResultsFile:
-    """Read a results file; ResultsError with a one-line reason if it is unusable."""
+def full_results_files(results_dir: Path, benchmark: str) -> list[Path]:
+    """Full-run files of a benchmark, one per machine; quick smoke files are left out."""
+    folder = Path(results_dir) / benchmark
+    return sorted(p for p in folder.glob("*.json") if not p.name.endswith(".quick.json"))
+
+
+def load(path: Path, benchmark: str | None = None) -> ResultsFile:
+    """Read a results file; ResultsError with a one-line reason if it is unusable.
+
+    The schema version is checked, and so is the benchmark when ``benchmark`` is given: a
+    file of another benchmark (copied into the wrong folder) is refused, not mixed in.
+    """
     try:
         data = json.loads(Path(path).read_text())
+        schema = data.get("schema")
+        if schema != SCHEMA:
+            raise ResultsError(f"{path}: results schema {schema!r}, this code reads {SCHEMA}")
+        if benchmark is not None and data["benchmark"] != benchmark:
+            raise ResultsError(f"{path}: holds {data['benchmark']!r} results, not {benchmark!r}")
         records = [Record.from_dict(r) for r in data["records"]]
         return ResultsFile(benchmark=data["benchmark"], machine=data["machine"], records=records,
                            path=Path(path))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ResultsError(f"{path}: unreadable results file ({type(exc).__name__}: {exc})"
                            ) from exc
 
 
 def load_or_new(path: Path, benchmark: str, machine: dict[str, Any]) -> ResultsFile:
-    """The existing file with its records (machine block refreshed), or a new one."""
+    """The existing file with its records (machine block refreshed), or a new one.
+
+    A file belongs to one machine: if the existing file was written on another CPU (vendor,
+    family, model, cores or memory class differ), it is refused rather than merged, so no
+    table can mix two machines.
+    """
     if not Path(path).exists():
         return ResultsFile(benchmark=benchmark, machine=machine)
-    existing = load(path)
+    existing = load(path, benchmark)
+    from segbench.machine import describe, fingerprint
+
+    if fingerprint(existing.machine) != fingerprint(machine):
+        raise ResultsError(f"{path} was written on another machine ({describe(existing.machine)}"
+                           f"; this one is {describe(machine)}): use --out DIR to write "
+                           "this machine's results elsewhere")
     return ResultsFile(benchmark=benchmark, machine=machine, records=existing.records)
 
 

@@ -10,12 +10,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+from segbench.analysis import dice_drops, dice_verdicts
 from segbench.fidelity import AGREEMENT_THRESHOLD, DICE_TOLERANCE
-from segbench.report import dice_drops, dice_verdicts, full_results_files
-from segbench.results import Record, ResultsFile, load
+from segbench.machine import describe
+from segbench.results import Record, ResultsFile, full_results_files, load
+from segbench.runtimes import REFERENCE
 
-FP32_RUNTIMES = ("eager", "compile", "ort-fp32", "openvino-fp32")
-INT8_RUNTIMES = ("ort-int8", "openvino-int8")
+BENCHMARKS = ("fpn_decoder", "unet_decoder", "quantization", "2d_vs_3d", "fidelity")
+
+
+def _precision(r: Record) -> str | None:
+    """The precision the runtime declared (recorded with every row)."""
+    return r.extra.get("precision")
 
 
 def _ok(records: Sequence[Record]) -> list[Record]:
@@ -32,7 +38,7 @@ def _name(r: Record) -> str:
 
 def _agreement(r: Record) -> str:
     fid = r.fidelity or {}
-    if r.runtime == "eager":
+    if r.runtime == REFERENCE:
         return "the FP32 reference"
     if fid.get("label_agreement") is None:
         return "no fidelity recorded"
@@ -59,12 +65,12 @@ def runtime_per_model(quant: ResultsFile, trained: dict[tuple[str, str], float])
     for model in models:
         rows = [r for r in quant.records if r.model == model]
         best = _best(rows)
-        fp32 = _best([r for r in rows if r.runtime in FP32_RUNTIMES])
-        int8 = _best([r for r in rows if r.runtime in INT8_RUNTIMES])
+        fp32 = _best([r for r in rows if _precision(r) == "fp32"])
+        int8 = _best([r for r in rows if _precision(r) == "int8"])
         if best is None:
             continue
         text = f"{_name(best)}: fastest is `{best.runtime}` ({best.throughput:.1f} img/s"
-        eager = next((r for r in _ok(rows) if r.runtime == "eager"), None)
+        eager = next((r for r in _ok(rows) if r.runtime == REFERENCE), None)
         if eager and best is not eager:
             text += f", {best.throughput / eager.throughput:.2f}x eager"
         text += ")"
@@ -91,7 +97,7 @@ def per_ct(files: dict[str, ResultsFile]) -> list[str]:
         return []
     from segbench import ct
 
-    rows = [row for row in ct.rows_for(results.records, "eager") if row["seconds_per_ct"]]
+    rows = [row for row in ct.rows_for(results.records, REFERENCE) if row["seconds_per_ct"]]
     two_d = [row for row in rows if row["slice_wise"]]
     if not two_d:
         return []
@@ -103,7 +109,7 @@ def per_ct(files: dict[str, ResultsFile]) -> list[str]:
     lines = [f"**Per whole CT** (eager FP32, 512x512x280): the best 2D pipeline, "
              f"{best['method']}, needs {best['seconds_per_ct']:.0f} s of network time; "
              + ("; ".join(parts) if parts else "no 3D method was measured") + "."]
-    for check in ct.loop_check(results.records, "eager"):
+    for check in ct.loop_check(results.records, REFERENCE):
         if check["ratio"]:
             lines.append(f"The real tiled loop of {check['network']} took {check['ratio']:.2f}x "
                          f"the per-tile estimate ({check['measured']:.0f} s against "
@@ -118,7 +124,7 @@ def trained_quality(fid: ResultsFile) -> list[str]:
     verdicts = dice_verdicts(fid.records)
     lines = []
     for model in dict.fromkeys(r.model for r in fid.records):
-        eager = next((r for r in fid.records if r.model == model and r.runtime == "eager"
+        eager = next((r for r in fid.records if r.model == model and r.runtime == REFERENCE
                       and r.ok and "dice" in r.extra), None)
         if eager is None:
             continue
@@ -132,12 +138,14 @@ def trained_quality(fid: ResultsFile) -> list[str]:
     return lines
 
 
-def render(results_dir: Path) -> str:
+def render(results_dir: Path, slug: str | None = None) -> str:
+    """The recommendations from one machine's results (``slug``; by default the first machine
+    found), and a sentence naming that machine."""
     files = {}
-    for name in ("fpn_decoder", "unet_decoder", "quantization", "2d_vs_3d", "fidelity"):
-        paths = full_results_files(results_dir, name)
+    for name in BENCHMARKS:
+        paths = [p for p in full_results_files(results_dir, name) if slug in (None, p.stem)]
         if paths:
-            files[name] = load(paths[0])
+            files[name] = load(paths[0], name)
     out: list[str] = []
     out += [f"- {line}" for line in fastest_slice(files)]
     out += [f"- {line}" for line in per_ct(files)]
@@ -152,7 +160,6 @@ def render(results_dir: Path) -> str:
     if not out:
         return "_No full runs committed yet._"
     machine = next(iter(files.values())).machine
-    out.append(f"\nAll of the above was measured on {machine.get('cpu', '?')} with "
-               f"{machine.get('physical_cores', '?')} cores; rerun the benchmarks on your CPU "
-               "before acting on it.")
+    out.append(f"\nAll of the above was measured on one machine, {describe(machine)}; rerun the "
+               "benchmarks on your CPU before acting on it.")
     return "\n".join(out)

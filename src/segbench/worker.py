@@ -46,6 +46,7 @@ def blank_record(cell: Cell) -> Record:
                   batch=cell.batch, threads=cell.threads, classes=cell.model.classes,
                   quick=cell.protocol.quick, protocol=cell.protocol.to_dict(),
                   extra=dict(cell.extra), commit=machine.git_commit(),
+                  packages=machine.package_versions(),
                   weights=_weights_label(cell),
                   date=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
 

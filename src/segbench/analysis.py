@@ -1,0 +1,77 @@
+"""What is computed from records, before anything is formatted: speed-ups over a reference,
+the fastest row per network, Dice drops and verdicts on trained weights, and whether two runs
+differ beyond their spread. Pure functions of records; no formatting, no files."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from segbench.fidelity import DICE_TOLERANCE
+from segbench.results import Record
+from segbench.runtimes import REFERENCE
+
+
+def model_key(r: Record) -> str:
+    """Everything that identifies a cell except its runtime."""
+    return f"{r.family}|{r.model}|{r.classes}|{'x'.join(map(str, r.shape))}|t{r.threads}"
+
+
+def speedups(records: Sequence[Record], baseline: str = REFERENCE) -> dict[str, float]:
+    """record.key -> throughput relative to the same model's ``baseline`` row."""
+    base = {model_key(r): r.throughput for r in records if r.runtime == baseline and r.ok}
+    return {r.key: r.throughput / base[model_key(r)] for r in records
+            if r.ok and r.throughput and base.get(model_key(r))}
+
+
+def fastest(records: Sequence[Record]) -> set[str]:
+    """Keys of the fastest ok row of each model."""
+    best: dict[str, Record] = {}
+    for r in records:
+        if r.ok and r.throughput and (model_key(r) not in best
+                                      or r.throughput > best[model_key(r)].throughput):
+            best[model_key(r)] = r
+    return {r.key for r in best.values()}
+
+
+def dice_drops(records: Sequence[Record], baseline: str = REFERENCE
+               ) -> dict[tuple[str, str], float]:
+    """(model, runtime) -> Dice against ground truth minus the same network's ``baseline`` Dice,
+    from records that were scored on phantoms (the fidelity benchmark)."""
+    base = {r.model: r.extra["dice"] for r in records
+            if r.runtime == baseline and r.ok and "dice" in r.extra}
+    return {(r.model, r.runtime): r.extra["dice"] - base[r.model] for r in records
+            if r.ok and "dice" in r.extra and r.model in base}
+
+
+def dice_verdicts(records: Sequence[Record], tolerance: float = DICE_TOLERANCE
+                  ) -> dict[str, tuple[list[str], list[tuple[str, float]]]]:
+    """model -> (runtimes within ``tolerance`` Dice of FP32, [(runtime, drop) beyond it])."""
+    out: dict[str, tuple[list[str], list[tuple[str, float]]]] = {}
+    for (model, runtime), drop in dice_drops(records).items():
+        keep, lose = out.setdefault(model, ([], []))
+        if runtime == REFERENCE:
+            continue
+        if abs(drop) <= tolerance:
+            keep.append(runtime)
+        else:
+            lose.append((runtime, drop))
+    return out
+
+
+def _quartiles(r: Record) -> tuple[float, float]:
+    q25, q75 = np.percentile(r.timing["repeat_throughputs"], [25, 75])
+    return float(q25), float(q75)
+
+
+def significant(a: Record, b: Record) -> bool:
+    """Different only if the interquartile ranges of the two runs' repeats do not overlap."""
+    a25, a75 = _quartiles(a)
+    b25, b75 = _quartiles(b)
+    return a75 < b25 or b75 < a25
+
+
+def newest_date(records: Sequence[Record]) -> str:
+    """The date of the newest record ('' if none has one): which run of a machine is latest."""
+    return max((r.date for r in records if r.date), default="")
