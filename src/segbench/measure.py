@@ -194,3 +194,39 @@ def measure(call: Callable[[], Any], protocol: Protocol, batch: int = 1,
 
     return Timing(first_call_s=first_call_s, batch=batch, repeat_throughputs=throughputs,
                   latencies_ms=latencies_ms, warmup_calls=warm_calls)
+
+
+@dataclass
+class WholeRuns:
+    """Wall times of a whole program run several times, as its users run it (a CLI command of
+    minutes: no warm-up loop, every run is a fresh process, each run is one number).
+
+    ``spread`` is (max - min) / median over the runs; above :data:`NOISY_IQR_RATIO` the runs
+    are flagged ``noisy`` like a cell whose repeats disagree.
+    """
+
+    seconds: list[float]
+    results: list[Any] = field(default_factory=list)  # what each run returned; not serialised
+
+    def to_dict(self) -> dict[str, Any]:
+        s = np.asarray(self.seconds, dtype=float)
+        median = float(np.median(s))
+        spread = float(s.max() - s.min()) / median if median > 0 else float("inf")
+        return {"runs_s": [float(v) for v in s], "repeats": len(s), "median_s": median,
+                "min_s": float(s.min()), "max_s": float(s.max()), "spread": spread,
+                "noisy": bool(spread > NOISY_IQR_RATIO)}
+
+
+def time_whole_runs(run: Callable[[int], Any], repeats: int,
+                    clock: Clock = time.perf_counter) -> WholeRuns:
+    """Call ``run(i)`` for i in 0..repeats-1 (it starts and waits for one whole command) and
+    time each call; its return values are kept beside the seconds."""
+    if repeats < 1:
+        raise ValueError("time_whole_runs needs at least one repeat")
+    seconds: list[float] = []
+    results: list[Any] = []
+    for i in range(repeats):
+        out, dt = time_call(lambda: run(i), clock)
+        seconds.append(dt)
+        results.append(out)
+    return WholeRuns(seconds=seconds, results=results)
