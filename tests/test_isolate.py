@@ -70,3 +70,24 @@ def test_memory_guard_skips_a_cell_that_would_not_fit(monkeypatch):
     assert "GiB" in r.reason and "available" in r.reason
     assert r.memory["forward_peak_bytes"] > 64 * 2**20
     assert r.timing is None
+
+
+def test_a_sigkilled_cell_reads_as_likely_out_of_memory(monkeypatch):
+    """The worker writes its meta-device estimate before allocating; when the kernel's OOM
+    killer (here: the model itself) sends SIGKILL, the reason quotes it."""
+    monkeypatch.setenv("SEGBENCH_MEMORY_BUDGET", "3G")  # passed on to the worker
+    r = run_isolated(cell("sigkill"), timeout=120)
+    assert r.status == "failed"
+    assert r.reason.startswith("killed (likely out of memory: estimate ")
+    assert "available 3.0 GiB)" in r.reason
+    assert "signal" not in r.reason
+
+
+def test_killed_reason_without_an_estimate(tmp_path):
+    from segbench.isolate import killed_reason
+
+    assert "likely out of memory" in killed_reason(tmp_path / "missing.json")
+    (tmp_path / "e.json").write_text(json.dumps({"estimate_bytes": 3 * 2**30,
+                                                 "available_bytes": 0}))
+    assert killed_reason(tmp_path / "e.json") == (
+        "killed (likely out of memory: estimate 3.0 GiB, available unknown)")

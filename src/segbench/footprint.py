@@ -7,6 +7,7 @@ guard of the 2d_vs_3d benchmark relies on that).
 
 from __future__ import annotations
 
+import os
 import weakref
 from typing import Any
 
@@ -101,3 +102,42 @@ def forward_memory(model: nn.Module, example: torch.Tensor) -> dict[str, int]:
     return {"weight_bytes": int(weights), "activation_peak_bytes": int(tracker.peak),
             "input_bytes": int(input_bytes),
             "forward_peak_bytes": int(weights + tracker.peak + input_bytes)}
+
+
+# --------------------------------------------------------------------------------------------
+# Memory budget of a cell
+
+BUDGET_ENV = "SEGBENCH_MEMORY_BUDGET"
+_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def parse_size(text: str) -> int:
+    """Bytes from "123", "64M", "64MiB", "2G", "1.5GB" (binary units); ValueError otherwise."""
+    raw = text.strip().upper().removesuffix("B").removesuffix("I")
+    unit = raw[-1:] if raw[-1:] in _UNITS and raw[-1:] else ""
+    number = raw[:-1] if unit else raw
+    try:
+        value = float(number) * _UNITS[unit]
+    except ValueError:
+        raise ValueError(f"{text!r} is not a size (e.g. 64M, 2G or a number of bytes)") from None
+    if value <= 0:
+        raise ValueError(f"{text!r} is not a positive size")
+    return int(value)
+
+
+def memory_budget_bytes() -> int:
+    """Bytes a cell may use: ``SEGBENCH_MEMORY_BUDGET`` when set (a what-if, and what lets a
+    test pretend to be a small machine), else what the kernel reports available right now;
+    0 when unknown."""
+    from segbench import machine
+
+    override = os.environ.get(BUDGET_ENV)
+    if override:
+        return parse_size(override)
+    return machine.available_memory_bytes()
+
+
+def gib(nbytes: float) -> str:
+    """Bytes as GiB for a one-line reason: one decimal, two below 1 GiB."""
+    g = nbytes / 2**30
+    return f"{g:.1f} GiB" if g >= 1 else f"{g:.2f} GiB"

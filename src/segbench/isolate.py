@@ -17,7 +17,7 @@ from pathlib import Path
 
 from segbench.cell import Cell
 from segbench.results import Record
-from segbench.worker import blank_record
+from segbench.worker import ESTIMATE_FILE_ENV, blank_record
 
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
@@ -44,6 +44,8 @@ def run_isolated(cell: Cell, timeout: float) -> Record:
         env = worker_env(cell.threads)
         env["TORCHINDUCTOR_CACHE_DIR"] = str(tmpdir / "inductor")  # no cache shared by cells
         env["TMPDIR"] = str(tmpdir)  # exported ONNX / IR files die with the cell
+        estimate_path = tmpdir / "estimate.json"
+        env[ESTIMATE_FILE_ENV] = str(estimate_path)  # the worker's memory estimate, written early
         with open(log_path, "w") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "segbench.worker", str(cell_path), str(out_path)],
@@ -61,12 +63,31 @@ def run_isolated(cell: Cell, timeout: float) -> Record:
         record = blank_record(cell)
         record.status = "failed"
         detail = _last_line(log_path.read_text(errors="replace"))
+        if code == -signal.SIGKILL:  # not ours (a timeout returned above): the OOM killer's
+            record.reason = killed_reason(estimate_path)
+            return record
         if code < 0:
             why = f"killed by signal {signal.Signals(-code).name}"
         else:
             why = f"worker exited with code {code}"
         record.reason = f"{why}{': ' + detail if detail else ''}"
         return record
+
+
+def killed_reason(estimate_path: Path) -> str:
+    """Why a worker died of SIGKILL that we did not send: almost always the kernel's OOM killer.
+
+    The worker writes its memory estimate before it allocates anything; quote it when present.
+    """
+    from segbench.footprint import gib
+
+    try:
+        noted = json.loads(estimate_path.read_text())
+        need, have = noted["estimate_bytes"], noted["available_bytes"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "killed (likely out of memory: no estimate was made before the kill)"
+    available = gib(have) if have else "unknown"
+    return f"killed (likely out of memory: estimate {gib(need)}, available {available})"
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

@@ -58,21 +58,59 @@ def _weights_label(cell: Cell) -> str:
     return "trained on phantoms (" + ", ".join(f"{k} {v}" for k, v in recipe.items()) + ")"
 
 
+ESTIMATE_FILE_ENV = "SEGBENCH_ESTIMATE_FILE"  # isolate.py reads it if the cell gets killed
+
+
 def estimate_memory(cell: Cell) -> dict[str, int] | None:
-    """Forward footprint computed on the meta device (nothing allocated), or None if the
-    model cannot be built there."""
+    """Memory the cell needs, computed on the meta device (nothing allocated), or None if the
+    model cannot be built there.
+
+    The forward footprint of the cell's real input shape (batch and size included) of the
+    network's structure: weights are not trained or settled for an estimate (they do not change
+    the footprint), and 2D networks are taken before their branches are fused, an upper bound.
+    A sliding-window scenario adds its input volume (float32) and its logit and weight
+    accumulators over the padded volume.
+    """
     import torch
 
     from segbench.footprint import forward_memory
-    from segbench.models import build_model
+    from segbench.models import family, structure_options
 
+    spec = cell.model
     try:
+        fam = family(spec.family)
+        build = getattr(fam, "build_untrained", fam.build)
         with torch.device("meta"):
-            model = build_model(cell.model)
+            model = build(spec.name, spec.classes, **structure_options(spec)).eval()
             example = torch.empty(cell.shape)
-        return forward_memory(model, example)
+        estimate = forward_memory(model, example)
     except Exception:  # noqa: BLE001 - a model that cannot go on meta simply is not guarded
         return None
+    scenario = cell.scenario or {}
+    if scenario.get("kind") == "sliding_window":
+        volume = list(scenario["volume"])
+        padded = [max(v, p) for v, p in zip(volume[1:], scenario["patch"])]
+        voxels = 1
+        for n in padded:
+            voxels *= n
+        width = 4 if scenario.get("accumulate", "float16") == "float32" else 2
+        estimate["scenario_bytes"] = voxels * (volume[0] * 4 + (spec.classes + 1) * width)
+    return estimate
+
+
+def memory_needed(estimate: dict[str, int]) -> int:
+    """Bytes the guard asks for: the forward estimate with headroom, plus scenario buffers."""
+    return int(estimate["forward_peak_bytes"] * MEMORY_HEADROOM
+               + estimate.get("scenario_bytes", 0))
+
+
+def _leave_estimate(need: int, have: int) -> None:
+    """Write the estimate where isolate.py looks if the kernel kills the cell later."""
+    import os
+
+    path = os.environ.get(ESTIMATE_FILE_ENV)
+    if path:
+        Path(path).write_text(json.dumps({"estimate_bytes": need, "available_bytes": have}))
 
 
 def run_cell(cell: Cell) -> Record:
@@ -91,17 +129,28 @@ def run_cell(cell: Cell) -> Record:
         record.status, record.reason = "skipped", reason
         return record
 
-    if cell.memory_guard:
-        estimate = estimate_memory(cell)
-        if estimate:
-            record.memory.update(estimate)
-            need = estimate["forward_peak_bytes"] * MEMORY_HEADROOM
-            have = machine.available_memory_bytes()
-            if have and need > have:
-                record.status = "skipped"
-                record.reason = (f"needs ~{need / 2**30:.1f} GiB (forward estimate x"
-                                 f"{MEMORY_HEADROOM}), {have / 2**30:.1f} GiB available")
-                return record
+    # Memory guard, for every cell (Cell.memory_guard no longer narrows it): estimate on the
+    # meta device, skip before any allocation if it cannot fit, and leave the estimate for
+    # isolate.py to quote should the kernel kill the cell anyway.
+    from segbench.footprint import gib, memory_budget_bytes
+
+    estimate = estimate_memory(cell)
+    try:
+        have = memory_budget_bytes()
+    except ValueError as exc:
+        record.status, record.reason = "failed", f"memory budget: {exc}"
+        return record
+    if estimate:
+        need = memory_needed(estimate)
+        record.memory.update(estimate)
+        record.memory.update({"estimate_bytes": need, "available_bytes": have})
+        _leave_estimate(need, have)
+        if have and need > have:
+            record.status = "skipped"
+            extra = " + scenario buffers" if "scenario_bytes" in estimate else ""
+            record.reason = (f"does not fit: estimate {gib(need)} (forward pass x"
+                             f"{MEMORY_HEADROOM}{extra}), available {gib(have)}")
+            return record
 
     stage = "build"
     try:

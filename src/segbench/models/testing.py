@@ -53,11 +53,23 @@ class Crashes(nn.Module):
         os._exit(139)  # what a segfaulting native kernel looks like from outside
 
 
+class KillsItself(nn.Module):
+    """Dies of SIGKILL on real tensors, as a worker the kernel's OOM killer picks does (on the
+    meta device, where the memory estimate runs, it is harmless)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type != "meta":
+            import signal
+
+            os.kill(os.getpid(), signal.SIGKILL)
+        return x
+
+
 class TestingFamily:
     dims = 2
     size_multiple = 2
     _models = {"tiny": TinySeg, "noexport": NoExport, "raise": Raises, "hang": Hangs,
-               "crash": Crashes}
+               "crash": Crashes, "sigkill": KillsItself}
 
     def names(self) -> list[str]:
         return list(self._models)
