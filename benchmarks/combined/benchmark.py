@@ -31,7 +31,7 @@ def pair_row(encoder: str, fpn, unet) -> list[str]:
 def pair_table(bench, results):
     pairs: dict[str, dict] = {}
     for r in results.records:
-        pairs.setdefault(r.key.split("|")[1], {})[r.family] = r
+        pairs.setdefault(r.name, {})[r.family] = r
     rows = [pair_row(enc, p.get("fpn"), p.get("unet")) for enc, p in pairs.items()]
     rows.sort(key=lambda row: -float(row[3]) if row[3] != DASH else 0.0)
     return [("", tabulate(rows, headers=HEADERS, tablefmt="github", disable_numparse=True))]

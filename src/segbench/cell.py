@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -37,8 +38,11 @@ class Cell:
         if self.scenario:
             tag += ",".join(f"{k}={v}" for k, v in sorted(self.scenario.items()))
         shape = "x".join(str(s) for s in self.shape)
-        return "|".join(p for p in (self.model.family, self.model.name, str(self.model.classes),
-                                    self.runtime, opts, shape, f"t{self.threads}", tag))
+        key = "|".join(p for p in (self.model.family, self.model.name, str(self.model.classes),
+                                   self.runtime, opts, shape, f"t{self.threads}", tag))
+        if self.model.options:  # another width or training recipe is another cell
+            key += "|" + json.dumps(self.model.options, sort_keys=True, separators=(",", ":"))
+        return key
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -37,6 +37,8 @@ class Record:
     threads: int
     classes: int | None = None
     family: str = ""
+    name: str = ""  # the network's name inside its family (ModelSpec.name)
+    options: dict[str, Any] = field(default_factory=dict)  # ModelSpec.options (width, training)
     weights: str = "random"
     quick: bool = False
     status: str = "ok"
@@ -63,6 +65,11 @@ class Record:
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def precision(self) -> str | None:
+        """The precision its runtime declared (fp32 / bf16 / int8)."""
+        return self.extra.get("precision")
 
     @property
     def throughput(self) -> float | None:

@@ -42,7 +42,8 @@ def peak_rss_mb() -> float | None:
 
 def blank_record(cell: Cell) -> Record:
     return Record(benchmark=cell.benchmark, key=cell.key, model=cell.model.label,
-                  family=cell.model.family, runtime=cell.runtime, shape=list(cell.shape),
+                  family=cell.model.family, name=cell.model.name,
+                  options=dict(cell.model.options), runtime=cell.runtime, shape=list(cell.shape),
                   batch=cell.batch, threads=cell.threads, classes=cell.model.classes,
                   quick=cell.protocol.quick, protocol=cell.protocol.to_dict(),
                   extra=dict(cell.extra), commit=machine.git_commit(),
