@@ -10,6 +10,7 @@ split (the training distribution), never the evaluation phantoms.
 
 from tabulate import tabulate
 
+from segbench import plots
 from segbench.bench import Benchmark, main
 from segbench.models import ModelSpec
 from segbench.fidelity import DICE_TOLERANCE
@@ -87,6 +88,8 @@ BENCHMARK = Benchmark(
     add_arguments=add_arguments,
     cells=make_cells,
     tables=tables,
+    plots=lambda results, out: [plots.speed_quality_plot(results.records,
+                                                         out / "speed_quality.png")],
 )
 
 if __name__ == "__main__":
