@@ -35,6 +35,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -89,6 +90,15 @@ def require_installed() -> None:
         raise PeerUnavailable(f"the TotalSegmentator peer needs its dependency group: run "
                               f"'{INSTALL_COMMAND}' (or prefix the command with 'uv run --group "
                               f"peers')")
+
+
+def check_available() -> None:
+    """For a benchmark's --peers option: a missing group is a user mistake, one line, exit 2."""
+    from segbench.cli import UsageError
+
+    if not installed():
+        raise UsageError(f"--peers needs the optional TotalSegmentator group: run "
+                         f"'{INSTALL_COMMAND}' first")
 
 
 def versions() -> dict[str, str]:
@@ -273,7 +283,8 @@ def plant_home(home: Path, modes: Sequence[str] = ("fast", "fastest"),
                          "outputs": layout.outputs, "patch": list(net_config.patch),
                          "spacing_mm": layout.spacing_mm, "trainer": layout.trainer,
                          "architecture_source": ARCHITECTURE_SOURCE.get(mode, "given")}
-    (home / PLANTED).write_text(json.dumps(planted, indent=2))
+    earlier = json.loads((home / PLANTED).read_text()) if (home / PLANTED).exists() else {}
+    (home / PLANTED).write_text(json.dumps({**earlier, **planted}, indent=2))
     return planted
 
 
@@ -307,11 +318,41 @@ def executable() -> str:
     return found
 
 
-def command(ct: Path, out: Path, mode: str, ml: bool) -> list[str]:
-    """The command users type, with the device said explicitly (the tool's default 'gpu'
+# What the console script does (import the CLI's main and call it), after replacing the two
+# functions that fetch weights by one that refuses: if the planted network were not where the
+# tool looks, the run fails with a reason instead of downloading. Nothing else changes.
+LAUNCHER = """\
+import sys
+import totalsegmentator.libs as libs
+
+def _refuse(*args, **kwargs):
+    raise RuntimeError("segbench peer run: the tool tried to download weights (planted network "
+                       "not found); downloads are refused")
+
+libs.download_url_and_unpack = _refuse
+libs.download_model_with_license_and_unpack = _refuse
+from totalsegmentator.bin.TotalSegmentator import main
+sys.argv[0] = "TotalSegmentator"
+sys.exit(main())
+"""
+
+
+def tool_args(ct: Path, out: Path, mode: str, ml: bool) -> list[str]:
+    """The arguments users type, with the device said explicitly (the tool's default 'gpu'
     falls back to the CPU here anyway)."""
-    cmd = [executable(), "-i", str(ct), "-o", str(out), f"--{mode}", "--device", "cpu"]
-    return cmd + ["--ml"] if ml else cmd
+    args = ["-i", str(ct), "-o", str(out), f"--{mode}", "--device", "cpu"]
+    return args + ["--ml"] if ml else args
+
+
+def command(ct: Path, out: Path, mode: str, ml: bool, forbid_download: bool = True) -> list[str]:
+    """The process to start: the console script, or (``forbid_download``) the same main()
+    started by :data:`LAUNCHER` with the interpreter the console script runs on."""
+    script = executable()
+    if not forbid_download:
+        return [script, *tool_args(ct, out, mode, ml)]
+    python = Path(script).with_name("python")
+    return [str(python if python.exists() else sys.executable), "-c", LAUNCHER,
+            *tool_args(ct, out, mode, ml)]
 
 
 SITECUSTOMIZE = '''\
@@ -361,13 +402,14 @@ socket.getaddrinfo = getaddrinfo
 '''
 
 
-def environment(home: Path, run_dir: Path, block_network: bool = True) -> dict[str, str]:
-    """The command's environment: the planted home, every cache and temporary file under the
-    run directory, proxies at a closed port, and (``block_network``) the socket guard."""
+def environment(home: Path, run_dir: Path, tmp: Path, block_network: bool = True
+                ) -> dict[str, str]:
+    """The command's environment: the planted home, caches under the run directory, temporary
+    files in ``tmp`` (a short path: nnU-Net's worker processes put unix sockets there, whose
+    paths may not exceed 107 bytes), proxies at a closed port, and (``block_network``) the
+    socket guard."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("TOTALSEG_", "nnUNet_")) and k != "RESULTS_FOLDER"}
-    tmp = run_dir / "tmp"
-    tmp.mkdir(parents=True, exist_ok=True)
     env.update({
         "TOTALSEG_HOME_DIR": str(home), "HOME": str(home), "TMPDIR": str(tmp),
         "XDG_CACHE_HOME": str(run_dir / "cache"), "MPLCONFIGDIR": str(run_dir / "mpl"),
@@ -561,12 +603,14 @@ def _last_line(log: str) -> str:
 
 def run_peer(ct: Path, mode: str, ml: bool, work: Path, repeats: int = 2,
              timeout_s: float = 1800.0, shape: Sequence[int] = (), quick: bool = False,
-             block_network: bool = True, benchmark: str = "whole_ct") -> Record:
+             block_network: bool = True, forbid_download: bool = True,
+             keep_outputs: bool = False, benchmark: str = "whole_ct") -> Record:
     """Time ``TotalSegmentator -i <ct> -o <out> --<mode> [--ml]`` ``repeats`` times.
 
     ``work`` must be a temporary directory; the home is planted in ``work/home`` unless a
     planted home is already there, and every run writes under ``work``. A run that fails or times out ends the measurement: the
     record says which, with the tool's last line. ``shape`` is the CT's (z, y, x), for the row.
+    Outputs are deleted after each run unless ``keep_outputs`` (``work/run-<mode>-.../seg*``).
     """
     pkg = versions()
     record = Record(benchmark=benchmark, key=f"peer:totalsegmentator:{mode}{':ml' if ml else ''}",
@@ -580,7 +624,10 @@ def run_peer(ct: Path, mode: str, ml: bool, work: Path, repeats: int = 2,
         work = Path(work)
         home = work / "home"
         record.extra["planted"] = (json.loads((home / PLANTED).read_text())
-                                   if (home / PLANTED).exists() else plant_home(home))
+                                   if (home / PLANTED).exists() else {})
+        if mode not in record.extra["planted"]:
+            record.extra["planted"].update(plant_home(home, modes=(mode,)))
+            (home / PLANTED).write_text(json.dumps(record.extra["planted"], indent=2))
         planted = record.extra["planted"][mode]
         record.params = planted["params"]
         record.classes = planted["outputs"]
@@ -594,14 +641,17 @@ def run_peer(ct: Path, mode: str, ml: bool, work: Path, repeats: int = 2,
         run_dir = work / f"run-{mode}-{'ml' if ml else 'files'}-{i}"
         run_dir.mkdir(parents=True, exist_ok=True)
         out = run_dir / ("seg.nii.gz" if ml else "seg")
-        env = environment(home, run_dir, block_network)
-        cmd = command(ct, out, mode, ml)
-        result = run_command(cmd, env, run_dir / "log.txt", out, timeout_s)
+        cmd = command(ct, out, mode, ml, forbid_download)
+        with tempfile.TemporaryDirectory(prefix="segbench-peer-") as tmp:
+            env = environment(home, run_dir, Path(tmp), block_network)
+            result = run_command(cmd, env, run_dir / "log.txt", out, timeout_s)
         attempts = (run_dir / NETWORK_LOG).read_text().splitlines() \
             if (run_dir / NETWORK_LOG).exists() else []
         runs_meta.append({"stages": parse_stages(result.log), "returncode": result.returncode,
-                          "network_attempts": attempts, "command": cmd[1:]})
-        shutil.rmtree(out, ignore_errors=True) if out.is_dir() else out.unlink(missing_ok=True)
+                          "network_attempts": attempts,
+                          "command": tool_args(ct, out, mode, ml)})
+        if not keep_outputs:
+            shutil.rmtree(out, ignore_errors=True) if out.is_dir() else out.unlink(missing_ok=True)
         return result
 
     runs = measure.WholeRuns(seconds=[])
@@ -619,6 +669,7 @@ def run_peer(ct: Path, mode: str, ml: bool, work: Path, repeats: int = 2,
                            "max_processes": max(r.max_processes for r in runs.results),
                            "outputs": last.outputs, "output_bytes": last.output_bytes,
                            "network_blocked": block_network,
+                           "downloads_refused": forbid_download,
                            "network_attempts": sum(len(m["network_attempts"]) for m in runs_meta)}
     record.memory = {"peak_rss_tree_mb": max(r.peak_rss_tree_mb for r in runs.results),
                      "peak_rss_largest_process_mb": max(r.peak_rss_largest_mb
