@@ -1,4 +1,5 @@
-"""The real TotalSegmentator, run as its users run it: ``TotalSegmentator -i ct.nii.gz -o out --fast``.
+"""The real TotalSegmentator, run as its users run it (``TotalSegmentator -i ct.nii.gz -o out
+--fast``).
 
 The project's 3D rows are its own re-implementation of TotalSegmentator's network and loop; this
 module puts the tool itself beside them, so a reader sees what the shipped command costs on the
@@ -608,9 +609,9 @@ def run_peer(ct: Path, mode: str, ml: bool, work: Path, repeats: int = 2,
     """Time ``TotalSegmentator -i <ct> -o <out> --<mode> [--ml]`` ``repeats`` times.
 
     ``work`` must be a temporary directory; the home is planted in ``work/home`` unless a
-    planted home is already there, and every run writes under ``work``. A run that fails or times out ends the measurement: the
-    record says which, with the tool's last line. ``shape`` is the CT's (z, y, x), for the row.
-    Outputs are deleted after each run unless ``keep_outputs`` (``work/run-<mode>-.../seg*``).
+    planted home is already there, and every run writes under ``work``. A run that fails or
+    times out ends the measurement: the record says which, with the tool's last line.
+    ``shape`` is the CT's (z, y, x), for the row. Outputs are deleted after each run unless ``keep_outputs`` (``work/run-<mode>-.../seg*``).
     """
     pkg = versions()
     record = Record(benchmark=benchmark, key=f"peer:totalsegmentator:{mode}{':ml' if ml else ''}",
