@@ -611,7 +611,8 @@ def run_peer(ct: Path, mode: str, ml: bool, work: Path, repeats: int = 2,
     ``work`` must be a temporary directory; the home is planted in ``work/home`` unless a
     planted home is already there, and every run writes under ``work``. A run that fails or
     times out ends the measurement: the record says which, with the tool's last line.
-    ``shape`` is the CT's (z, y, x), for the row. Outputs are deleted after each run unless ``keep_outputs`` (``work/run-<mode>-.../seg*``).
+    ``shape`` is the CT's (z, y, x), for the row. Outputs are deleted after each run unless
+    ``keep_outputs`` (``work/run-<mode>-.../seg*``).
     """
     pkg = versions()
     record = Record(benchmark=benchmark, key=f"peer:totalsegmentator:{mode}{':ml' if ml else ''}",
