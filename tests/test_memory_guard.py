@@ -89,3 +89,11 @@ def test_parse_size(text, size):
 def test_parse_size_refuses_nonsense(text):
     with pytest.raises(ValueError):
         footprint.parse_size(text)
+
+
+def test_parallel_streams_multiply_the_estimate():
+    from segbench.worker import memory_needed
+
+    one = estimate_memory(cell_2d(1, 256))
+    four = estimate_memory(cell_2d(1, 256, extra={"streams": 4}))
+    assert memory_needed(four) == 4 * memory_needed(one)

@@ -70,7 +70,7 @@ def estimate_memory(cell: Cell) -> dict[str, int] | None:
     network's structure: weights are not trained or settled for an estimate (they do not change
     the footprint), and 2D networks are taken before their branches are fused, an upper bound.
     A sliding-window scenario adds its input volume (float32) and its logit and weight
-    accumulators over the padded volume.
+    accumulators over the padded volume; S parallel streams hold S copies of everything.
     """
     import torch
 
@@ -96,13 +96,17 @@ def estimate_memory(cell: Cell) -> dict[str, int] | None:
             voxels *= n
         width = 4 if scenario.get("accumulate", "float16") == "float32" else 2
         estimate["scenario_bytes"] = voxels * (volume[0] * 4 + (spec.classes + 1) * width)
+    streams = int(cell.extra.get("streams", 1) or 1)
+    if streams > 1:
+        estimate["streams"] = streams
     return estimate
 
 
 def memory_needed(estimate: dict[str, int]) -> int:
-    """Bytes the guard asks for: the forward estimate with headroom, plus scenario buffers."""
-    return int(estimate["forward_peak_bytes"] * MEMORY_HEADROOM
-               + estimate.get("scenario_bytes", 0))
+    """Bytes the guard asks for: the forward estimate with headroom, plus scenario buffers,
+    times the parallel streams."""
+    return int((estimate["forward_peak_bytes"] * MEMORY_HEADROOM
+                + estimate.get("scenario_bytes", 0)) * estimate.get("streams", 1))
 
 
 def _leave_estimate(need: int, have: int) -> None:
