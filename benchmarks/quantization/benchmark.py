@@ -8,7 +8,7 @@ marked **best** is the fastest runtime for that model. Where the fidelity benchm
 the same network, its Dice drop on held-out phantoms is shown too.
 """
 
-from segbench import report
+from segbench import report, runtimes
 from segbench.bench import Benchmark, main
 
 
@@ -20,14 +20,13 @@ def add_arguments(parser):
 
 
 def make_cells(bench, opts):
-    """The model x runtime matrix; INT8 runtimes get the calibration settings."""
-    calibration = opts.extra["calibration"] or (8 if opts.quick else 32)
+    """The model x runtime matrix; INT8 runtimes get the calibration settings they declare."""
+    wanted = {"calibration": opts.extra["calibration"] or (8 if opts.quick else 32),
+              "activation": opts.extra["activation"]}
     cells = bench.default_cells(opts)
     for cell in cells:
-        if cell.runtime.endswith("int8"):
-            cell.runtime_options = {"calibration": calibration}
-            if cell.runtime.startswith("ort"):
-                cell.runtime_options["activation"] = opts.extra["activation"]
+        if runtimes.get(cell.runtime).precision == "int8":
+            cell.runtime_options = runtimes.accepted(cell.runtime, wanted)
     return cells
 
 

@@ -206,9 +206,22 @@ def run_with_retries(cell: Cell, opts: cli.Options, pause: float = CONTENDED_PAU
     return record
 
 
-def run(bench: Benchmark, opts: cli.Options, results: ResultsFile, path: Path) -> list[Record]:
-    """Every cell in its own process; the file is saved after each one."""
+def checked_cells(bench: Benchmark, opts: cli.Options) -> list[Cell]:
+    """The run's cells, with every runtime option checked against what its runtime declares:
+    a misspelt option is a usage error before any work, never a silent default."""
     cells = bench.make_cells(opts)
+    for cell in cells:
+        try:
+            runtimes.check_options(cell.runtime, cell.runtime_options)
+        except ValueError as exc:
+            raise cli.UsageError(str(exc)) from exc
+    return cells
+
+
+def run(bench: Benchmark, opts: cli.Options, results: ResultsFile, path: Path,
+        cells: list[Cell] | None = None) -> list[Record]:
+    """Every cell in its own process; the file is saved after each one."""
+    cells = bench.make_cells(opts) if cells is None else cells
     expected = estimates(cells, results.records)
     done: list[Record] = []
     took: list[float] = []  # wall seconds of each finished cell, for the progress line only
@@ -235,15 +248,15 @@ def main(bench: Benchmark, argv: Sequence[str] | None = None) -> int:
             return 0
         path = results_path(opts.out, bench.name, machine.slug(), opts.quick)
         results = load_or_new(path, bench.name, machine.capture())
+        cells = checked_cells(bench, opts)
     except (cli.UsageError, ResultsError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     if opts.dry_run:
-        cells = bench.make_cells(opts)
         print(dry_run_text(cells, estimates(cells, results.records), path))
         return 0
     try:
-        done = run(bench, opts, results, path)
+        done = run(bench, opts, results, path, cells)
     except KeyboardInterrupt:
         print(f"\ninterrupted; finished cells are kept in {path}", file=sys.stderr)
         return 130

@@ -210,7 +210,14 @@ def _prepare_and_measure(module: Any, example: Any, cell: Cell, scenario: Forwar
     from segbench.measure import measure, time_call
 
     runtime = runtimes.get(cell.runtime)
-    options = {**cell.runtime_options, **scenario.runtime_options(cell)}
+    options = {**cell.runtime_options,
+               **runtimes.accepted(cell.runtime, scenario.runtime_options(cell))}
+    if cell.extra.get("streams", 1) > 1:  # throughput mode: S instances timed at once
+        from segbench import streams
+
+        return streams.prepare_and_measure(runtime, module, example, cell.threads,
+                                           cell.extra["streams"], options, cell.protocol,
+                                           cell.batch, want_output)
     prepared, prepare_s = time_call(
         lambda: runtime.prepare(module, example, cell.threads, **options))
     try:

@@ -10,6 +10,7 @@ they run; converting outputs to numpy for fidelity is done outside the timed cal
 from __future__ import annotations
 
 import importlib
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
@@ -58,6 +59,33 @@ def get(name: str) -> Runtime:
     if name not in RUNTIME_MODULES:
         raise KeyError(f"unknown runtime {name!r}; valid: {', '.join(RUNTIME_MODULES)}")
     return importlib.import_module(RUNTIME_MODULES[name]).RUNTIMES[name]
+
+
+_NOT_OPTIONS = ("self", "model", "example", "threads")
+
+
+def option_names(name: str) -> list[str]:
+    """The options a runtime declares: the keyword parameters of its ``prepare``."""
+    signature = inspect.signature(get(name).prepare)
+    return [p.name for p in signature.parameters.values()
+            if p.name not in _NOT_OPTIONS
+            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
+def check_options(name: str, options: dict[str, Any]) -> None:
+    """ValueError naming what ``name`` takes if ``options`` holds anything else."""
+    valid = option_names(name)
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ValueError(f"runtime {name!r} has no option {', '.join(map(repr, unknown))}; "
+                         f"it takes: {', '.join(valid) or 'none'}")
+
+
+def accepted(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The subset of ``options`` that ``name`` declares: what a scenario offers every runtime
+    (e.g. calibration images) reaches only the runtimes that use it."""
+    valid = set(option_names(name))
+    return {k: v for k, v in options.items() if k in valid}
 
 
 def to_numpy(out: Any) -> np.ndarray | list[np.ndarray]:

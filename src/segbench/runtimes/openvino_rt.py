@@ -119,7 +119,7 @@ class OpenVinoRuntime:
     def prepare(self, model: nn.Module, example: torch.Tensor, threads: int,
                 exporter: str = DEFAULT_EXPORTER, calibration: int | None = None,
                 calibration_inputs: Sequence[calib.CalibrationInput] | None = None,
-                preset: str = DEFAULT_PRESET, **options: Any) -> Prepared:
+                preset: str = DEFAULT_PRESET) -> Prepared:
         """Export to ONNX, read, (quantise,) compile for the CPU with explicit properties.
 
         Options: ``exporter`` ("dynamo" / "legacy"); for INT8 ``calibration`` (count),

@@ -198,7 +198,7 @@ class OrtRuntime:
     def prepare(self, model: nn.Module, example: torch.Tensor, threads: int,
                 exporter: str = DEFAULT_EXPORTER, calibration: int | None = None,
                 calibration_inputs: Sequence[calib.CalibrationInput] | None = None,
-                activation: str = DEFAULT_ACTIVATION, **options: Any) -> Prepared:
+                activation: str = DEFAULT_ACTIVATION) -> Prepared:
         """Export (and for INT8 quantise) into a scratch directory, then open a session.
 
         Options: ``exporter`` ("dynamo" / "legacy"); for INT8 ``calibration`` (count),

@@ -75,10 +75,9 @@ class Pt2eRuntime:
 
     def prepare(self, model: nn.Module, example: torch.Tensor, threads: int,
                 calibration: int | None = None,
-                calibration_inputs: Sequence[calib.CalibrationInput] | None = None,
-                **options: Any) -> Prepared:
+                calibration_inputs: Sequence[calib.CalibrationInput] | None = None) -> Prepared:
         """Options: ``calibration`` (count) and ``calibration_inputs`` (explicit arrays), as
-        for the other INT8 runtimes; options meant for other runtimes are ignored."""
+        for the other INT8 runtimes."""
         torch.set_num_threads(threads)
         arrays = calib.calibration_inputs(example, calibration, calibration_inputs)
         converted = quantize_pt2e(model, example, arrays)

@@ -36,7 +36,7 @@ class TorchRuntime:
         return None
 
     def prepare(self, model: nn.Module, example: torch.Tensor, threads: int,
-                channels_last: bool = True, **options: Any) -> Prepared:
+                channels_last: bool = True) -> Prepared:
         torch.set_num_threads(threads)
         fmt = _memory_format(example, channels_last)
         model = model.eval().to(memory_format=fmt) if fmt != torch.contiguous_format else model.eval()

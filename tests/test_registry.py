@@ -1,0 +1,89 @@
+"""A runtime is one module plus one registry line: it then appears in --list, runs cells, and
+reaches tables and recommendations through its declared precision. Options are typed."""
+
+import sys
+import textwrap
+
+import pytest
+
+from segbench import bench, runtimes, summary
+from segbench.cell import Cell
+from segbench.measure import Protocol
+from segbench.models import ModelSpec
+from segbench.results import ResultsFile, save
+
+FAKE = textwrap.dedent('''
+    """A fake FP32 runtime: eager under another name, for the registry test."""
+    from segbench.runtimes.pytorch import RUNTIMES as TORCH
+
+
+    class Fake:
+        name = "fake-fp32"
+        precision = "fp32"
+
+        def unavailable_reason(self):
+            return None
+
+        def prepare(self, model, example, threads, scale: float = 1.0):
+            prepared = TORCH["eager"].prepare(model, example, threads)
+            prepared.info["scale"] = scale
+            return prepared
+
+
+    RUNTIMES = {"fake-fp32": Fake()}
+''')
+
+
+@pytest.fixture
+def fake_runtime(tmp_path, monkeypatch):
+    (tmp_path / "fake_rt.py").write_text(FAKE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(runtimes.RUNTIME_MODULES, "fake-fp32", "fake_rt")
+    yield "fake-fp32"
+    sys.modules.pop("fake_rt", None)
+
+
+def test_a_new_runtime_is_listed_runs_and_reaches_the_recommendations(fake_runtime, capsys,
+                                                                       encoder_bench, tmp_path):
+    from segbench.worker import run_cell
+
+    assert bench.main(encoder_bench, ["--list"]) == 0
+    assert "fake-fp32" in capsys.readouterr().out
+    cells = [Cell(benchmark="quantization", model=ModelSpec("testing", "tiny", 2),
+                  runtime=rt, shape=(1, 3, 32, 32), threads=1, protocol=Protocol.smoke())
+             for rt in ("eager", fake_runtime)]
+    records = [run_cell(cell) for cell in cells]
+    assert [r.status for r in records] == ["ok", "ok"]
+    assert records[1].precision == "fp32"  # from the runtime object, not its name
+    records[1].timing["throughput"] = 10 * records[0].timing["throughput"]
+    machine = {"slug": "fake-2c", "cpu": "Fake CPU", "physical_cores": 2, "memory_gib": 8}
+    save(tmp_path / "quantization" / "fake-2c.json",
+         ResultsFile("quantization", machine, records))
+    text = summary.render(tmp_path)
+    assert "fastest is `fake-fp32`" in text
+
+
+def test_options_are_declared_and_checked():
+    assert runtimes.option_names("ort-int8") == ["exporter", "calibration",
+                                                 "calibration_inputs", "activation"]
+    with pytest.raises(ValueError, match="runtime 'ort-int8' has no option 'calibraton'; "
+                                         "it takes: exporter, calibration"):
+        runtimes.check_options("ort-int8", {"calibraton": 8})
+    assert runtimes.accepted("eager", {"calibration_inputs": [1], "channels_last": False}) == \
+        {"channels_last": False}
+    with pytest.raises(TypeError):  # no catch-all: a direct call with a typo fails too
+        runtimes.get("eager").prepare(None, None, 1, chanels_last=False)
+
+
+def test_a_misspelt_runtime_option_is_a_usage_error_before_any_work(encoder_bench, capsys,
+                                                                     tmp_path, monkeypatch):
+    def cells(b, opts):
+        out = b.default_cells(opts)
+        out[0].runtime_options = {"calibraton": 8}
+        return out
+    monkeypatch.setattr(encoder_bench, "cells", cells)
+    code = bench.main(encoder_bench, ["--out", str(tmp_path), "--models", "resnet18",
+                                      "--runtimes", "ort-int8"])
+    err = capsys.readouterr().err
+    assert code == 2 and "has no option 'calibraton'" in err and err.count("\n") == 1
+    assert not (tmp_path / "encoder_only").exists()
