@@ -83,7 +83,7 @@ def repeat_as_classes(classes):
 def test_identity_network_is_reassembled(shape, patch, mirror, use_gaussian):
     x = torch.randn(1, *shape, generator=torch.Generator().manual_seed(0))
     out = sliding_window_predict(repeat_as_classes(2), x, patch, 0.5, 2, mirror=mirror,
-                                 use_gaussian=use_gaussian)
+                                 use_gaussian=use_gaussian, accumulate="float32")
     assert out.shape == (2, *shape)
     torch.testing.assert_close(out, x.expand(2, *shape), rtol=1e-6, atol=1e-6)
 
@@ -94,7 +94,8 @@ def test_tiles_land_where_they_were_cut():
     z, y, x = torch.meshgrid(*(torch.arange(n, dtype=torch.float32) for n in shape),
                              indexing="ij")
     vol = (100 * z + 10 * y + x)[None]
-    out = sliding_window_predict(repeat_as_classes(1), vol, patch, 0.5, 1, mirror=True)
+    out = sliding_window_predict(repeat_as_classes(1), vol, patch, 0.5, 1, mirror=True,
+                                 accumulate="float32")
     torch.testing.assert_close(out, vol, rtol=1e-6, atol=1e-3)
 
 
@@ -115,13 +116,58 @@ def test_predict_calls_are_tiles_times_mirrored_copies():
 def test_runtime_style_outputs_are_accepted():
     # ORT and OpenVINO return numpy arrays, sometimes in a one-element list
     x = torch.randn(1, 10, 10, 10)
-    out = sliding_window_predict(lambda t: [t.numpy().copy()], x, (8, 8, 8), 0.5, 1)
+    out = sliding_window_predict(lambda t: [t.numpy().copy()], x, (8, 8, 8), 0.5, 1,
+                                 accumulate="float32")
     torch.testing.assert_close(out, x, rtol=1e-6, atol=1e-6)
 
 
 def test_wrong_output_shape_is_an_error():
     with pytest.raises(ValueError, match="shape"):
         sliding_window_predict(lambda t: t, torch.zeros(1, 8, 8, 8), (8, 8, 8), 0.5, 3)
+
+
+# --- float16 accumulation (nnU-Net's predictor) ---------------------------------------------
+
+def random_network(classes):
+    """A fixed random 3D conv: logits of a realistic spread, different per class."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv3d(1, classes, 3, padding=1)
+
+    def predict(tile):
+        with torch.no_grad():
+            return conv(tile) * 5
+    return predict
+
+
+@pytest.mark.parametrize("shape, patch", [((20, 19, 24), (8, 8, 8)), ((6, 19, 10), (8, 8, 8))])
+def test_float16_accumulator_matches_float32(shape, patch):
+    x = torch.randn(1, *shape, generator=torch.Generator().manual_seed(1))
+    predict = random_network(4)
+    half = sliding_window_predict(predict, x, patch, 0.5, 4, accumulate="float16")
+    full = sliding_window_predict(predict, x, patch, 0.5, 4, accumulate="float32")
+    assert half.dtype == torch.float16 and full.dtype == torch.float32
+    assert torch.isfinite(half).all()  # no zero weight sum at the Gaussian's far corners
+    # float16 keeps ~3 decimal digits: logits of magnitude ~10 agree to ~1e-2
+    torch.testing.assert_close(half.float(), full, rtol=5e-3, atol=2e-2)
+    agree = (half.float().argmax(0) == full.argmax(0)).float().mean()
+    assert agree > 0.99
+
+
+def test_unknown_accumulator_dtype_is_refused():
+    with pytest.raises(ValueError, match="accumulate"):
+        sliding_window_predict(lambda t: t, torch.zeros(1, 8, 8, 8), (8, 8, 8), 0.5, 1,
+                               accumulate="bfloat16")
+
+
+def test_stage_clock_splits_predict_and_accumulate():
+    from segbench.measure import StageClock
+
+    ticks = iter(range(1000))
+    clock = StageClock(clock=lambda: float(next(ticks)))
+    sliding_window_predict(lambda t: t, torch.zeros(1, 12, 8, 8), (8, 8, 8), 0.5, 1,
+                           stages=clock)
+    assert set(clock.seconds) == {"predict", "accumulate"}
+    assert all(v > 0 for v in clock.seconds.values())
 
 
 def test_mirroring_means_eight_passes_in_3d_and_four_in_2d():

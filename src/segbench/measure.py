@@ -230,3 +230,29 @@ def time_whole_runs(run: Callable[[int], Any], repeats: int,
         seconds.append(dt)
         results.append(out)
     return WholeRuns(seconds=seconds, results=results)
+
+
+class StageClock:
+    """Wall time per named stage of one pipeline run (resample, predict, argmax...).
+
+    Pipelines wrap each stage in ``with clock.stage(name):``; repeated stages (one per tile or
+    per batch) add up. The stages of a timed loop sum to a little less than the loop's own
+    time: what runs between stages is not attributed.
+    """
+
+    def __init__(self, clock: Clock = time.perf_counter) -> None:
+        self._clock = clock
+        self.seconds: dict[str, float] = {}
+
+    def stage(self, name: str) -> Any:
+        import contextlib
+
+        @contextlib.contextmanager
+        def timed() -> Any:
+            start = self._clock()
+            try:
+                yield
+            finally:
+                self.seconds[name] = self.seconds.get(name, 0.0) + self._clock() - start
+
+        return timed()

@@ -79,8 +79,35 @@ class PhantomDice(Forward):
                 "eval_slices": result["n"]}
 
 
+class WholeCT(Forward):
+    """A whole CT through a complete pipeline (HU volume in, uint8 label volume out); one timed
+    call = one CT. The pipelines and this scenario's logic live in ``segbench.wholect``."""
+
+    def __init__(self) -> None:
+        self._impl: Any = None
+
+    def _loop(self) -> Any:
+        if self._impl is None:
+            from segbench.wholect import LoopScenario
+
+            self._impl = LoopScenario()
+        return self._impl
+
+    def example(self, cell: Any) -> torch.Tensor:
+        return self._loop().example(cell)
+
+    def runtime_options(self, cell: Any) -> dict[str, Any]:
+        return self._loop().runtime_options(cell)
+
+    def workload(self, cell: Any, example: torch.Tensor) -> Callable[[Call], Callable[[], Any]]:
+        return self._loop().workload(cell, example)
+
+    def evaluate(self, cell: Any, call: Call) -> dict[str, Any]:
+        return self._loop().evaluate(cell, call)
+
+
 SCENARIOS: dict[str, Forward] = {"forward": Forward(), "sliding_window": SlidingWindow(),
-                                 "phantom_dice": PhantomDice()}
+                                 "phantom_dice": PhantomDice(), "whole_ct": WholeCT()}
 
 
 def get(cell: Any) -> Forward:

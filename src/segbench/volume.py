@@ -141,10 +141,40 @@ def _predict_tile(predict: Callable[[torch.Tensor], Any], tile: torch.Tensor,
     return total / len(combos)
 
 
+ACCUMULATOR_DTYPES = {"float16": torch.float16, "float32": torch.float32}
+WEIGHT_SCALE = 10.0  # nnU-Net scales the Gaussian to a maximum of 10 before casting it
+
+
+def _accumulator_weights(patch: Sequence[int], use_gaussian: bool, dtype: torch.dtype
+                         ) -> torch.Tensor:
+    """The tile weights in the accumulator's dtype, no zero among them.
+
+    nnU-Net's predictor scales the Gaussian to a maximum of 10, casts it to the accumulator's
+    dtype (half) and then replaces the zeros the cast made (float16 underflows below 6e-8, and
+    a 3D Gaussian's corners are far below that) by the smallest nonzero weight, so that no
+    voxel's weight sum is 0. The scale cancels in the final division.
+    """
+    if not use_gaussian:
+        return torch.ones(tuple(patch), dtype=dtype)
+    weight = (gaussian_importance_map(patch) * WEIGHT_SCALE).to(dtype)
+    return torch.where(weight > 0, weight, weight[weight > 0].min())
+
+
+class _NoStages:
+    """Stand-in for measure.StageClock when nobody asked for a breakdown."""
+
+    @staticmethod
+    def stage(name: str) -> Any:
+        import contextlib
+
+        return contextlib.nullcontext()
+
+
 def sliding_window_predict(predict: Callable[[torch.Tensor], Any],
                            volume: torch.Tensor | np.ndarray,
                            patch: Sequence[int], step: float, num_classes: int,
-                           mirror: bool = False, use_gaussian: bool = True) -> torch.Tensor:
+                           mirror: bool = False, use_gaussian: bool = True,
+                           accumulate: str = "float16", stages: Any = None) -> torch.Tensor:
     """nnU-Net's sliding-window inference of ``volume`` (C_in, *spatial) -> (classes, *spatial).
 
     ``predict`` maps a float32 (1, C_in, *patch) tensor to (1, num_classes, *patch) logits
@@ -153,7 +183,18 @@ def sliding_window_predict(predict: Callable[[torch.Tensor], Any],
     tile predicted (2^dims times with mirroring), the predictions accumulated with the Gaussian
     (or uniform) weights and divided by the accumulated weights, then the padding is cropped.
     ``predict`` is called ``tile_count(...) * len(mirror_axes(dims, mirror))`` times.
+
+    ``accumulate`` is the dtype of the logit and weight accumulators: "float16" as nnU-Net's
+    predictor allocates them (half the memory of float32 over a grid of up to 118 classes;
+    the result is float16 too), or "float32". ``stages`` (a ``measure.StageClock``) splits the
+    time into "predict" (the network calls, mirroring included) and "accumulate" (weighting,
+    adding into the accumulators, the final division).
     """
+    if accumulate not in ACCUMULATOR_DTYPES:
+        raise ValueError(f"accumulate must be one of {', '.join(ACCUMULATOR_DTYPES)}, "
+                         f"got {accumulate!r}")
+    dtype = ACCUMULATOR_DTYPES[accumulate]
+    stages = stages or _NoStages()
     x = torch.as_tensor(volume, dtype=torch.float32)
     dims = len(patch)
     if x.dim() != dims + 1:
@@ -165,18 +206,22 @@ def sliding_window_predict(predict: Callable[[torch.Tensor], Any],
     x = F.pad(x, [p for pair in reversed(pads) for p in pair])
     padded = tuple(x.shape[1:])
 
-    weight = (gaussian_importance_map(patch) if use_gaussian
-              else torch.ones(tuple(patch), dtype=torch.float32))
-    logits = torch.zeros((num_classes, *padded), dtype=torch.float32)
-    weight_sum = torch.zeros(padded, dtype=torch.float32)
+    weight = _accumulator_weights(patch, use_gaussian, dtype)
+    weight_f32 = weight.float()
+    logits = torch.zeros((num_classes, *padded), dtype=dtype)
+    weight_sum = torch.zeros(padded, dtype=dtype)
     expected = (1, num_classes, *patch)
     for starts in itertools.product(*tile_grid(padded, patch, step)):
         window = tuple(slice(s, s + p) for s, p in zip(starts, patch))
         tile = x[(slice(None), *window)].unsqueeze(0)
-        pred = _predict_tile(predict, tile, expected, mirror)
-        logits[(slice(None), *window)] += pred[0] * weight
-        weight_sum[window] += weight
-    logits /= weight_sum
+        with stages.stage("predict"):
+            pred = _predict_tile(predict, tile, expected, mirror)
+        with stages.stage("accumulate"):
+            # weighted in float32, added into the accumulator's dtype (nnU-Net's order)
+            logits[(slice(None), *window)] += (pred[0] * weight_f32).to(dtype)
+            weight_sum[window] += weight
+    with stages.stage("accumulate"):
+        logits /= weight_sum
     crop = tuple(slice(before, before + size) for (before, _), size in zip(pads, spatial))
     return logits[(slice(None), *crop)]
 

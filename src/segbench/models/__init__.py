@@ -28,6 +28,7 @@ FAMILY_MODULES = {
     "smp-unet": "segbench.models.seg2d",
     "3d": "segbench.models.nets3d",
     "testing": "segbench.models.testing",
+    "3d-phantom": "segbench.wholect_weights",  # a "3d" network trained on CT phantoms
 }
 
 

@@ -1,0 +1,378 @@
+"""The whole_ct benchmark's matrix and tables: which pipelines run under which runtimes, in
+which order, and how their records become the per-CT table and the loop-vs-estimate check.
+
+A method is a :class:`MethodSpec` (network, pipeline, runtimes, quality kind); the matrix is
+the list :data:`METHODS`, most important first, because results are saved after every cell and
+a long run may be cut short. Another kind of row (e.g. the real TotalSegmentator CLI) is one
+more entry in that list plus whatever its cells need.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+from tabulate import tabulate
+
+from segbench import volume, wholect
+from segbench.cell import Cell
+from segbench.measure import Protocol
+from segbench.models import ModelSpec
+from segbench.report import DASH, num
+from segbench.results import Record
+
+FAST_PATCH = volume.FAST_PATCH  # (112, 112, 128), TotalSegmentator --fast's plans
+PATCH_128 = (128, 128, 128)
+QUICK_CT = {"kind": "phantom", "shape": [48, 96, 96], "spacing": [3.0, 3.0, 3.0],
+            "seed": wholect.PHANTOM_SEED}
+FULL_CT = {"kind": "phantom", "shape": list(wholect.PHANTOM_SHAPE),
+           "spacing": list(wholect.PHANTOM_SPACING), "seed": wholect.PHANTOM_SEED}
+BUDGET = "not run in the default matrix (45-minute budget on 2 cores); --runtimes runs it"
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    key: str  # the --models name
+    title: str  # what the table calls it
+    family: str
+    network: str
+    pipeline: wholect.Pipeline
+    runtimes: tuple[str, ...]  # default runtimes, most important first; the first is the
+    # method's reference (its FP32 eager loop when eager is among them)
+    quality: str  # "dice" (trained weights, phantom truth) or "agreement" (random weights)
+    networks: int = 1  # networks run one after another; the loop runs one, counted this often
+    long: bool = False  # a loop of minutes: warm-up = one network pass, one timed loop
+    quick: bool = False  # part of --quick
+    not_run: tuple[str, ...] = ()  # runtimes the default matrix leaves out (rows say why)
+    note: str = ""
+
+
+def _3d(network: str, classes: int, spacing: float, patch: tuple[int, ...], step: float,
+        back: str = "nearest") -> wholect.Pipeline:
+    return wholect.Pipeline("3d", network, classes, spacing_mm=spacing, patch=patch, step=step,
+                            back=back)
+
+
+def _2d(network: str, batch: int, path: str) -> wholect.Pipeline:
+    return wholect.Pipeline("2d", network, wholect.CLASSES_2D, batch=batch, path=path)
+
+
+ORIGINAL_2D = "mobilenetv4_conv_small"  # + the project's Semantic FPN, 128 channels
+# The best 2D pipeline of the champion benchmark; update from its results (network, runtime,
+# path, batch). Until then: the original network under OpenVINO bf16 with in-graph argmax.
+BEST_2D = ("mobilenetv4_conv_small", "openvino-bf16", "blocked", 4)
+FAST_RUNTIMES = ("eager", "openvino-bf16", "compile-bf16", "openvino-int8", "ort-fp32",
+                 "openvino-fp32")
+
+METHODS: list[MethodSpec] = [
+    MethodSpec("2d-original", "2D original recipe (MobileNetV4-Conv-Small + FPN 128)",
+               "fpn-labels", ORIGINAL_2D, _2d(ORIGINAL_2D, 1, "full"), ("ort-fp32",), "dice",
+               quick=True, note="batch 1, path full"),
+    MethodSpec("2d-best", "2D best pipeline", "fpn-labels", BEST_2D[0],
+               _2d(BEST_2D[0], BEST_2D[3], BEST_2D[2]), (BEST_2D[1],), "dice",
+               note=f"batch {BEST_2D[3]}, path {BEST_2D[2]}"),
+    MethodSpec("totalseg-fast", "TotalSegmentator --fast (3 mm)", "3d-phantom", "totalseg-3mm",
+               _3d("totalseg-3mm", 118, 3.0, FAST_PATCH, 0.8), FAST_RUNTIMES, "dice",
+               quick=True, not_run=("compile", "ort-int8", "compile-int8"),
+               note="labels back by nearest"),
+    MethodSpec("totalseg-fast-probs", "TotalSegmentator --fast, probabilities resampled back",
+               "3d-phantom", "totalseg-3mm",
+               _3d("totalseg-3mm", 118, 3.0, FAST_PATCH, 0.8, back="probabilities"),
+               ("eager",), "dice", note="nnU-Net's way back: logits resampled, then argmax"),
+    MethodSpec("totalseg-default", "TotalSegmentator default (5 part networks, 1.5 mm)", "3d",
+               "totalseg-1.5mm", _3d("totalseg-1.5mm", 25, 1.5, PATCH_128, 0.8),
+               ("eager", "openvino-bf16"), "agreement", networks=5, long=True,
+               not_run=("compile-bf16", "ort-fp32", "openvino-int8"),
+               note="organs part (25 outputs) run, x5 for the five parts"),
+    MethodSpec("stunet-s", "STU-Net-S (1.5 mm, step 0.5)", "3d", "stunet-s",
+               _3d("stunet-s", 118, 1.5, PATCH_128, 0.5), ("eager", "openvino-bf16"),
+               "agreement", long=True, not_run=("compile-bf16", "ort-fp32", "openvino-int8")),
+    MethodSpec("stunet-b", "STU-Net-B (1.5 mm, step 0.5)", "3d", "stunet-b",
+               _3d("stunet-b", 118, 1.5, PATCH_128, 0.5), ("openvino-bf16",), "agreement",
+               long=True, not_run=("eager", "compile-bf16", "ort-fp32", "openvino-int8"),
+               note="eager loop (~15 min) left out: no FP32 reference for agreement"),
+]
+ALL_RUNTIMES = list(dict.fromkeys(r for m in METHODS for r in m.runtimes))
+NNUNET_DEFAULTS = ("totalseg-default", 0.5, True)  # estimate: that network, step 0.5, mirroring
+
+# --------------------------------------------------------------------------------------------
+# Weights
+
+
+def recipe_2d(size: int, quick: bool) -> dict[str, Any]:
+    """2D training: at the CT's in-plane size, so the network sees organs at the scale it is
+    evaluated at (a short run: phantoms are easy, and the table compares runtimes)."""
+    return {"steps": 10 if quick else 150, "batch": 2, "size": size, "lr": 3e-3, "seed": 0}
+
+
+def recipe_3d(quick: bool) -> dict[str, Any]:
+    from segbench.wholect_weights import Recipe3D
+
+    if quick:
+        return Recipe3D(steps=3, batch=1, patch=32, volumes=1, grid=(48, 96, 96)).to_dict()
+    return Recipe3D(steps=80, batch=2, patch=48, volumes=6).to_dict()
+
+
+def model_spec(method: MethodSpec, ct: dict[str, Any], quick: bool) -> ModelSpec:
+    classes = method.pipeline.classes
+    if method.family == "fpn-labels":
+        size = ct["shape"][-1] if ct["kind"] == "phantom" else 512
+        return ModelSpec("fpn-labels", method.network, classes,
+                         {"path": method.pipeline.path, "train": recipe_2d(size, quick)})
+    if method.family == "3d-phantom":
+        return ModelSpec("3d-phantom", method.network, classes, {"recipe": recipe_3d(quick)})
+    return ModelSpec(method.family, method.network, classes)
+
+
+def prepare_weights(specs: Sequence[ModelSpec]) -> None:
+    """Train (or find cached) every trained network before any cell runs, with progress."""
+    from segbench.models import build_model
+
+    seen = set()
+    for spec in specs:
+        if "train" not in spec.options and "recipe" not in spec.options:
+            continue
+        key = json.dumps([spec.family, spec.name, spec.classes,
+                          spec.options.get("train") or spec.options.get("recipe")],
+                         sort_keys=True)
+        if key in seen:
+            continue
+        seen.add(key)
+        print(f"weights: {spec.label} ({spec.classes} classes) ...", file=sys.stderr, flush=True)
+        build_model(spec)
+        print(f"weights: {spec.label} ready", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Cells
+
+
+def nifti_argument(text: str) -> str:
+    """argparse type of --input: a readable 3D NIfTI, checked from its header before any work."""
+    try:
+        return str(Path(wholect.check_nifti(text)).resolve())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def loop_protocol(loops: int, quick: bool) -> Protocol:
+    """First call = the warm-up (a whole loop, or one pass for long methods), timed apart;
+    then ``loops`` timed loops of one call each."""
+    return Protocol(warmup_calls=0, warmup_seconds=0.0, repeats=loops, repeat_seconds=0.0,
+                    repeat_calls=1, quick=quick)
+
+
+def ct_source(opts: Any) -> dict[str, Any]:
+    path = opts.extra.get("input")
+    if path:
+        return {"kind": "nifti", "path": path}
+    return dict(QUICK_CT if opts.quick else FULL_CT)
+
+
+def selected(opts: Any) -> list[tuple[MethodSpec, list[str]]]:
+    """(method, runtimes) in matrix order; an explicit --runtimes applies to every method."""
+    explicit = list(opts.runtimes) != list(ALL_RUNTIMES)
+    out = []
+    for m in METHODS:
+        if m.key not in opts.models:
+            continue
+        if explicit:
+            runtimes = list(opts.runtimes)
+        else:
+            runtimes = list(m.runtimes[:1] if opts.quick else m.runtimes)
+        out.append((m, runtimes))
+    return out
+
+
+def make_cells(bench: Any, opts: Any) -> list[Cell]:
+    ct = ct_source(opts)
+    loops = opts.extra.get("loops") or 1
+    if loops < 1:
+        from segbench.cli import UsageError
+
+        raise UsageError(f"--loops must be at least 1, got {loops}")
+    cells = []
+    for method, runtimes in selected(opts):
+        spec = model_spec(method, ct, opts.quick)
+        pipe = method.pipeline
+        quality = method.quality if ct["kind"] == "phantom" else "agreement"
+        reference = json.dumps([method.network, spec.family, pipe.to_dict(), ct],
+                               sort_keys=True)
+        long = method.long or opts.quick
+        for runtime in runtimes:
+            shape = ((pipe.batch, 3, 1, 1) if pipe.kind == "2d" else (1, 1, *pipe.patch))
+            cells.append(Cell(
+                benchmark=bench.name, model=spec, runtime=runtime, shape=shape,
+                threads=opts.threads, protocol=loop_protocol(loops, opts.quick), fidelity=False,
+                extra={"method": method.key, "title": method.title, "networks": method.networks,
+                       "note": method.note, "tag": method.key},
+                scenario={"kind": "whole_ct", "ct": ct, "pipeline": pipe.to_dict(),
+                          "quality": quality, "reference": reference,
+                          "calibration": 4 if opts.quick else 8,
+                          "warmup": "pass" if long else "loop",
+                          "estimate_passes": 1 if long else 2}))
+    if cells and not getattr(opts, "dry_run", False):
+        if ct["kind"] == "phantom":
+            print("phantom CT ...", file=sys.stderr, flush=True)
+            wholect.load_ct(ct)  # made once and cached, not once per cell
+        prepare_weights([c.model for c in cells])
+    return cells
+
+
+# --------------------------------------------------------------------------------------------
+# Tables
+
+STAGE_COLUMNS = (("preprocess", ("resample", "normalise", "window")), ("network", ("predict",)),
+                 ("blend", ("accumulate",)), ("argmax", ("argmax",)),
+                 ("resample back", ("resample back",)))
+
+
+def seconds_per_ct(r: Record) -> float | None:
+    """The measured loop (median of the timed loops), times the networks it stands for."""
+    if not r.ok or not r.timing:
+        return None
+    return r.timing["latency_p50_ms"] / 1e3 * r.extra.get("networks", 1)
+
+
+def stage_seconds(r: Record) -> dict[str, float]:
+    stages = r.extra.get("stages_s") or {}
+    k = r.extra.get("networks", 1)
+    return {col: sum(stages.get(s, 0.0) for s in parts) * k for col, parts in STAGE_COLUMNS
+            if any(s in stages for s in parts)}
+
+
+def _find(records: Sequence[Record], method: str, runtime: str) -> Record | None:
+    return next((r for r in records if r.extra.get("method") == method
+                 and r.runtime == runtime), None)
+
+
+def quality_text(r: Record) -> str:
+    if not r.ok:
+        return DASH
+    if r.extra.get("dice") is not None:
+        text = f"Dice {r.extra['dice']:.3f}"
+        if r.extra.get("dice_vs_eager") is not None:
+            text += f" (vs eager {r.extra['dice_vs_eager']:.3f})"
+        return text
+    agree = r.extra.get("agreement_vs_eager")
+    if agree is None:
+        return "no FP32 eager loop to compare"
+    return f"{agree:.2f} % agree (random weights)"
+
+
+def _gib(n: int | None) -> str:
+    return DASH if not n else (f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB")
+
+
+def _secs(x: float | None) -> str:
+    return DASH if x is None else (f"{x:.2f}" if x < 10 else f"{x:.0f}")
+
+
+def per_ct_rows(records: Sequence[Record]) -> list[list[str]]:
+    base = _find(records, "2d-original", "ort-fp32")
+    fast = _find(records, "totalseg-fast", "eager")
+    base_s = seconds_per_ct(base) if base else None
+    fast_s = seconds_per_ct(fast) if fast else None
+    rows = []
+    order = {m.key: i for i, m in enumerate(METHODS)}
+    for r in sorted((r for r in records if r.extra.get("method")),
+                    key=lambda r: (order.get(r.extra["method"], 99),
+                                   seconds_per_ct(r) or math.inf)):
+        sec = seconds_per_ct(r)
+        stages = stage_seconds(r)
+        status = "ok" if r.ok else f"{r.status}: {r.reason}"
+        if r.ok and r.extra.get("networks", 1) > 1:
+            status = f"ok; one network timed, x{r.extra['networks']}"
+        rows.append([r.extra.get("title", r.model), r.runtime, r.extra.get("note", ""),
+                     _secs(sec), *(_secs(stages.get(col)) for col, _ in STAGE_COLUMNS),
+                     _gib(r.extra.get("loop_peak_rss_bytes")), quality_text(r),
+                     num(sec / base_s, 2) + "x" if sec and base_s else DASH,
+                     num(sec / fast_s, 2) + "x" if sec and fast_s else DASH, status])
+    present = {(r.extra.get("method"), r.runtime) for r in records}
+    for m in METHODS:
+        if any(key == m.key for key, _ in present):
+            for rt in m.not_run:
+                if (m.key, rt) not in present:
+                    rows.append([m.title, rt, m.note, *[DASH] * (len(STAGE_COLUMNS) + 5),
+                                 BUDGET])
+    return rows
+
+
+PER_CT_HEADERS = ["method", "runtime", "how", "s / CT (loop)",
+                  *(f"{col} s" for col, _ in STAGE_COLUMNS), "peak RSS (loop)", "quality",
+                  "vs 2D original", "vs --fast eager", "status"]
+
+
+def estimate_rows(records: Sequence[Record]) -> list[list[str]]:
+    rows = []
+    for r in records:
+        if not r.ok or r.extra.get("estimate_s") is None:
+            continue
+        k = r.extra.get("networks", 1)
+        loop = r.timing["latency_p50_ms"] / 1e3
+        est = r.extra["estimate_s"]
+        predict = (r.extra.get("stages_s") or {}).get("predict")
+        rows.append([r.extra.get("title", r.model), r.runtime, r.extra.get("passes"),
+                     _secs(r.extra.get("seconds_per_pass")), _secs(est * k), _secs(loop * k),
+                     num(loop / est, 2) if est else DASH,
+                     num(predict / est, 2) if predict and est else DASH])
+    rows += nnunet_defaults_rows(records)
+    return rows
+
+
+def nnunet_defaults_rows(records: Sequence[Record]) -> list[list[str]]:
+    """nnU-Net's defaults (step 0.5, 8 mirrored passes per tile) on the part network's grid:
+    an estimate from the measured pass of the TotalSegmentator default cells."""
+    key, step, mirror = NNUNET_DEFAULTS
+    rows = []
+    for r in records:
+        if r.extra.get("method") != key or not r.ok or r.extra.get("seconds_per_pass") is None:
+            continue
+        pipe = wholect.Pipeline.from_dict(r.extra["pipeline"])
+        pipe = replace(pipe, step=step, mirror=mirror)
+        passes = pipe.passes(r.extra["ct_shape"], r.extra["ct_spacing"])
+        est = passes * r.extra["seconds_per_pass"]
+        rows.append([f"nnU-Net defaults (ESTIMATE: step {step}, 8x mirroring, one network)",
+                     r.runtime, passes, _secs(r.extra["seconds_per_pass"]), _secs(est), DASH,
+                     DASH, DASH])
+    return rows
+
+
+ESTIMATE_HEADERS = ["method", "runtime", "network passes", "s / pass (isolated)",
+                    "passes x s / pass", "measured loop (s)", "loop / estimate",
+                    "network stage / estimate"]
+
+
+def tables(bench: Any, results: Any) -> list[tuple[str, str]]:
+    records = [r for r in results.records if r.extra.get("method")]
+    ct = next((r.extra for r in records if r.extra.get("ct_source")), {})
+    where = (f"{ct.get('ct_source')}, {'x'.join(map(str, ct.get('ct_shape', [])[::-1]))} "
+             f"voxels (x, y, z) at {' x '.join(f'{s:g}' for s in ct.get('ct_spacing', [])[::-1])}"
+             " mm" if ct else "")
+    loops = {r.protocol.get("repeats") for r in records if r.protocol}
+    warm = sorted({r.extra.get("warmup") for r in records if r.extra.get("warmup")})
+    title = (f"Per whole CT ({where}): each pipeline timed as a real loop "
+             f"({'/'.join(map(str, sorted(loops)))} timed loop(s) after a warm-up of "
+             f"{' or '.join(warm)})")
+    out = [(title, tabulate(per_ct_rows(records), headers=PER_CT_HEADERS, tablefmt="github",
+                            disable_numparse=True))]
+    est = estimate_rows(records)
+    if est:
+        out.append(("Check: measured loop vs network passes x isolated s / pass", tabulate(
+            est, headers=ESTIMATE_HEADERS, tablefmt="github", disable_numparse=True)))
+    return out
+
+
+def stage_plot(results: Any, out: Path) -> list[Path | None]:
+    from segbench.plots import stage_bars_plot
+
+    rows = [(f"{r.extra.get('title', r.model)} | {r.runtime}", stage_seconds(r))
+            for r in results.records if r.extra.get("method") and r.ok and not r.quick]
+    cores = results.machine.get("physical_cores", "?")
+    return [stage_bars_plot(rows, out / "whole_ct_stages.png",
+                            f"Seconds per whole CT by stage (measured loops), {cores} cores")]
