@@ -152,7 +152,7 @@ def faithfulness_of(own: Record, peer: Record) -> dict[str, Any]:
 
 
 PEER_HEADERS = ["peer (random weights, speed only)", "s per CT (runs)", "spread",
-                "resample / predict / back / save s", "sliding window s (tiles)",
+                "resample / predict / back / save / outside s", "sliding window s (tiles)",
                 "peak RSS tree GB", "max threads (procs)", "status"]
 
 
@@ -167,7 +167,8 @@ def peer_rows(records: Sequence[Record]) -> list[list[str]]:
             continue
         t, parts = r.timing, r.parts
         stages = " / ".join(f"{parts[n]['seconds']:.1f}" if n in parts else "?"
-                            for n in ("resample", "predict", "resample_back", "save"))
+                            for n in ("resample", "predict", "resample_back", "save",
+                                      "outside_stages"))
         window = parts.get("sliding_window", {})
         info = r.runtime_info
         runs = ", ".join(f"{s:.0f}" for s in t["runs_s"])
