@@ -5,8 +5,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT
+
 from segbench import bench
 
 
@@ -138,3 +138,22 @@ def test_remaining_time_uses_past_durations_then_the_mean_so_far():
     assert bench.remaining([10.0, 20.0, 30.0], []) == 60.0
     assert bench.remaining([10.0, None, None], [12.0]) == 24.0  # unknowns: mean of done cells
     assert bench.remaining([None, None, 30.0], [10.0, 20.0]) == 30.0
+
+
+def test_dry_run_estimates_from_an_older_file_of_the_same_cpu(encoder_bench, capsys, tmp_path):
+    from segbench import machine
+    from segbench.cell import Cell
+    from segbench.models import ModelSpec
+    from segbench.results import Record, ResultsFile, save
+
+    cell = Cell("encoder_only", ModelSpec("encoder", "resnet18"), "eager", (1, 3, 64, 64), 1)
+    old = Record(benchmark="encoder_only", key=cell.key, model="resnet18", runtime="eager",
+                 shape=[1, 3, 64, 64], batch=1, threads=1, elapsed_s=42.0)
+    here = machine.capture()
+    block = {"cpu": here["cpu"], "physical_cores": here["physical_cores"]}
+    save(tmp_path / "encoder_only" / "older-name-2c.json",
+         ResultsFile("encoder_only", block, [old]))
+    code, out, _ = run_main(encoder_bench, capsys, "--out", str(tmp_path), "--dry-run",
+                            "--models", "resnet18", "--runtimes", "eager", "--size", "64",
+                            "--threads", "1")
+    assert code == 0 and "| 42 s " in out and "older-name-2c.json" in out

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 from conftest import ROOT
+
 from segbench import flat
 from segbench.results import Record, ResultsFile, save
 

@@ -109,6 +109,7 @@ def test_configs_scale_from_one_cpu_to_a_server(cpus, latency, throughput):
 
 def test_scaling_dry_run_plans_a_64_cpu_server(capsys, tmp_path):
     from conftest import load_benchmark
+
     from segbench import bench
 
     scaling = load_benchmark("scaling")
@@ -122,6 +123,7 @@ def test_scaling_dry_run_plans_a_64_cpu_server(capsys, tmp_path):
 
 def test_scaling_rejects_zero_cpus(capsys, tmp_path):
     from conftest import load_benchmark
+
     from segbench import bench
 
     code = bench.main(load_benchmark("scaling"), ["--out", str(tmp_path), "--cpus", "0"])

@@ -122,6 +122,28 @@ def estimates(cells: Sequence[Cell], past: Sequence[Record]) -> list[float | Non
     return out
 
 
+def past_records(results: ResultsFile, path: Path) -> tuple[list[Record], Path]:
+    """Records to estimate durations from, and the file they come from: this machine's file,
+    else (for an estimate only, nothing is merged) another file of the same benchmark written
+    on a CPU of the same name and core count, e.g. before the file naming changed."""
+    if results.records or not path.parent.is_dir():
+        return results.records, path
+    from segbench.results import load
+
+    same = ("cpu", "physical_cores")
+    for other in sorted(path.parent.glob("*.json")):
+        if other == path or other.name.endswith(".quick.json") != path.name.endswith(
+                ".quick.json"):
+            continue
+        try:
+            found = load(other)
+        except ResultsError:
+            continue
+        if all(found.machine.get(k) == results.machine.get(k) for k in same):
+            return found.records, other
+    return [], path
+
+
 def duration(seconds: float | None) -> str:
     if seconds is None:
         return "unknown"
@@ -222,7 +244,7 @@ def run(bench: Benchmark, opts: cli.Options, results: ResultsFile, path: Path,
         cells: list[Cell] | None = None) -> list[Record]:
     """Every cell in its own process; the file is saved after each one."""
     cells = bench.make_cells(opts) if cells is None else cells
-    expected = estimates(cells, results.records)
+    expected = estimates(cells, past_records(results, path)[0])
     done: list[Record] = []
     took: list[float] = []  # wall seconds of each finished cell, for the progress line only
     start = time.monotonic()
@@ -253,7 +275,8 @@ def main(bench: Benchmark, argv: Sequence[str] | None = None) -> int:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     if opts.dry_run:
-        print(dry_run_text(cells, estimates(cells, results.records), path))
+        past, source = past_records(results, path)
+        print(dry_run_text(cells, estimates(cells, past), source))
         return 0
     try:
         done = run(bench, opts, results, path, cells)

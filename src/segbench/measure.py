@@ -193,7 +193,108 @@ def measure(call: Callable[[], Any], protocol: Protocol, batch: int = 1,
         throughputs.append(calls * batch / elapsed)
 
     return Timing(first_call_s=first_call_s, batch=batch, repeat_throughputs=throughputs,
-                  latencies_ms=latencies_ms, warmup_calls=warm_calls)
+                  latencies_ms=latencies_ms, warmup_calls=warm_calls,
+                  contention=contention(before, probe()))
+
+
+def measure_concurrent(calls: "list[Callable[[], Any]]", protocol: Protocol, batch: int = 1,
+                       clock: Clock = time.perf_counter,
+                       probe: Callable[[], CpuSample | None] = cpu_sample) -> Timing:
+    """Time S zero-argument closures running at once, one Python thread each (throughput mode:
+    S parallel streams, each with its own input and its own runtime instance).
+
+    Each stream follows the protocol on its own: a timed first call, warm-up, then R repeats.
+    Repeats start together (a barrier) and a stream's repeat ends when it has met the minimum
+    calls and seconds; it then keeps calling, uncounted, until every stream has met its minimum,
+    so every counted call ran while all the other streams were busy. A repeat's throughput is
+    the sum of the streams' rates; latencies are every counted call of every stream. The first
+    call reported is the slowest stream's. ``clock`` is read from the stream threads;
+    ``probe`` samples other work on the machine around the whole run, as in :func:`measure`.
+    """
+    import threading
+
+    streams = len(calls)
+    if streams < 1:
+        raise ValueError("measure_concurrent needs at least one callable")
+    barrier = threading.Barrier(streams)
+    rates = [[0.0] * protocol.repeats for _ in range(streams)]
+    latencies: list[list[float]] = [[] for _ in range(streams)]
+    first = [0.0] * streams
+    warm = [0] * streams
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    finished = [0] * protocol.repeats
+    all_met = [threading.Event() for _ in range(protocol.repeats)]
+
+    def stream(s: int) -> None:
+        call = calls[s]
+        try:
+            _, first[s] = time_call(call, clock)
+            warm_start = clock()
+            while warm[s] < protocol.warmup_calls or clock() - warm_start < protocol.warmup_seconds:
+                call()
+                warm[s] += 1
+            for r in range(protocol.repeats):
+                barrier.wait()
+                count, elapsed, start = 0, 0.0, clock()
+                while count < protocol.repeat_calls or elapsed < protocol.repeat_seconds:
+                    _, dt = time_call(call, clock)
+                    latencies[s].append(dt * 1e3)
+                    count += 1
+                    elapsed = clock() - start
+                rates[s][r] = count * batch / elapsed
+                with lock:
+                    finished[r] += 1
+                    if finished[r] == streams:
+                        all_met[r].set()
+                while not all_met[r].is_set():  # keep the load on for the slower streams
+                    call()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the calling thread
+            errors.append(exc)
+            barrier.abort()
+            for event in all_met:
+                event.set()
+
+    threads = [threading.Thread(target=stream, args=(s,), daemon=True) for s in range(streams)]
+    before = probe()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    real = [e for e in errors if not isinstance(e, threading.BrokenBarrierError)]
+    if real or errors:
+        raise (real or errors)[0]
+    return Timing(first_call_s=max(first), batch=batch,
+                  repeat_throughputs=[sum(rates[s][r] for s in range(streams))
+                                      for r in range(protocol.repeats)],
+                  latencies_ms=[ms for per in latencies for ms in per],
+                  warmup_calls=min(warm), contention=contention(before, probe()))
+
+
+class StageClock:
+    """Wall time per named stage of one pipeline run (resample, predict, argmax...).
+
+    Pipelines wrap each stage in ``with clock.stage(name):``; repeated stages (one per tile or
+    per batch) add up. The stages of a timed loop sum to a little less than the loop's own
+    time: what runs between stages is not attributed.
+    """
+
+    def __init__(self, clock: Clock = time.perf_counter) -> None:
+        self._clock = clock
+        self.seconds: dict[str, float] = {}
+
+    def stage(self, name: str) -> Any:
+        import contextlib
+
+        @contextlib.contextmanager
+        def timed() -> Any:
+            start = self._clock()
+            try:
+                yield
+            finally:
+                self.seconds[name] = self.seconds.get(name, 0.0) + self._clock() - start
+
+        return timed()
 
 
 @dataclass
@@ -230,29 +331,3 @@ def time_whole_runs(run: Callable[[int], Any], repeats: int,
         seconds.append(dt)
         results.append(out)
     return WholeRuns(seconds=seconds, results=results)
-
-
-class StageClock:
-    """Wall time per named stage of one pipeline run (resample, predict, argmax...).
-
-    Pipelines wrap each stage in ``with clock.stage(name):``; repeated stages (one per tile or
-    per batch) add up. The stages of a timed loop sum to a little less than the loop's own
-    time: what runs between stages is not attributed.
-    """
-
-    def __init__(self, clock: Clock = time.perf_counter) -> None:
-        self._clock = clock
-        self.seconds: dict[str, float] = {}
-
-    def stage(self, name: str) -> Any:
-        import contextlib
-
-        @contextlib.contextmanager
-        def timed() -> Any:
-            start = self._clock()
-            try:
-                yield
-            finally:
-                self.seconds[name] = self.seconds.get(name, 0.0) + self._clock() - start
-
-        return timed()
