@@ -151,7 +151,8 @@ def load_ct(source: dict[str, Any]) -> CT:
     {"kind": "nifti", "path": ...}."""
     if source["kind"] == "nifti":
         return read_nifti(source["path"])
-    return phantom_ct(source["shape"], source["spacing"], source.get("seed", PHANTOM_SEED))
+    return phantom_ct(source["shape"], source["spacing"], source.get("seed", PHANTOM_SEED),
+                      cache=CACHE_DIR if source.get("cache", True) else None)
 
 
 # --------------------------------------------------------------------------------------------

@@ -294,8 +294,9 @@ def per_ct_rows(records: Sequence[Record]) -> list[list[str]]:
                      num(sec / base_s, 2) + "x" if sec and base_s else DASH,
                      num(sec / fast_s, 2) + "x" if sec and fast_s else DASH, status])
     present = {(r.extra.get("method"), r.runtime) for r in records}
+    full = {r.extra.get("method") for r in records if not r.quick}
     for m in METHODS:
-        if any(key == m.key for key, _ in present):
+        if m.key in full:
             for rt in m.not_run:
                 if (m.key, rt) not in present:
                     rows.append([m.title, rt, m.note, *[DASH] * (len(STAGE_COLUMNS) + 5),
