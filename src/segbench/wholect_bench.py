@@ -13,7 +13,7 @@ import argparse
 import json
 import math
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -280,8 +280,7 @@ def per_ct_rows(records: Sequence[Record]) -> list[list[str]]:
     fast_s = seconds_per_ct(fast) if fast else None
     rows = []
     order = {m.key: i for i, m in enumerate(METHODS)}
-    for r in sorted((r for r in records if r.extra.get("method")),
-                    key=lambda r: (order.get(r.extra["method"], 99),
+    for r in sorted(records, key=lambda r: (order.get(r.extra.get("method"), 99),
                                    seconds_per_ct(r) or math.inf)):
         sec = seconds_per_ct(r)
         stages = stage_seconds(r)
@@ -350,7 +349,7 @@ ESTIMATE_HEADERS = ["method", "runtime", "network passes", "s / pass (isolated)"
 
 
 def tables(bench: Any, results: Any) -> list[tuple[str, str]]:
-    records = [r for r in results.records if r.extra.get("method")]
+    records = list(results.records)
     ct = next((r.extra for r in records if r.extra.get("ct_source")), {})
     where = (f"{ct.get('ct_source')}, {'x'.join(map(str, ct.get('ct_shape', [])[::-1]))} "
              f"voxels (x, y, z) at {' x '.join(f'{s:g}' for s in ct.get('ct_spacing', [])[::-1])}"
