@@ -153,7 +153,7 @@ def faithfulness_of(own: Record, peer: Record) -> dict[str, Any]:
 
 PEER_HEADERS = ["peer (random weights, speed only)", "s per CT (runs)", "spread",
                 "resample / predict / back / save / outside s", "sliding window s (tiles)",
-                "peak RSS tree GB", "max threads (procs)", "status"]
+                "peak memory GB (PSS / RSS)", "max threads (procs)", "status"]
 
 
 def peer_rows(records: Sequence[Record]) -> list[list[str]]:
@@ -177,6 +177,7 @@ def peer_rows(records: Sequence[Record]) -> list[list[str]]:
             f"{t['spread']:.0%}" + (" noisy" if t.get("noisy") else ""),
             stages,
             f"{window['seconds']:.0f} ({window.get('tiles', '?')})" if window else "?",
+            f"{r.memory.get('peak_pss_tree_mb', 0) / 1024:.1f} / "
             f"{r.memory.get('peak_rss_tree_mb', 0) / 1024:.1f}",
             f"{info.get('max_threads', '?')} ({info.get('max_processes', '?')})",
             "ok"])
