@@ -617,21 +617,30 @@ def _last_line(log: str) -> str:
 def run_peer(ct: Path, mode: str, ml: bool, work: Path, repeats: int = 2,
              timeout_s: float = 1800.0, shape: Sequence[int] = (), quick: bool = False,
              block_network: bool = True, forbid_download: bool = True,
-             keep_outputs: bool = False, benchmark: str = "whole_ct") -> Record:
+             keep_outputs: bool = False, tool_options: Sequence[str] = (),
+             benchmark: str = "whole_ct") -> Record:
     """Time ``TotalSegmentator -i <ct> -o <out> --<mode> [--ml]`` ``repeats`` times.
 
     ``work`` must be a temporary directory; the home is planted in ``work/home`` unless a
     planted home is already there, and every run writes under ``work``. A run that fails or
     times out ends the measurement: the record says which, with the tool's last line.
     ``shape`` is the CT's (z, y, x), for the row. Outputs are deleted after each run unless
-    ``keep_outputs`` (``work/run-<mode>-.../seg*``).
+    ``keep_outputs`` (``work/run-<mode>-.../seg*``). ``tool_options`` are more of the tool's
+    own options (e.g. ``("--nr_thr_saving", "1")`` to see what nnU-Net's six export workers
+    cost); they become part of the row's key and label.
     """
     pkg = versions()
-    record = Record(benchmark=benchmark, key=f"peer:totalsegmentator:{mode}{':ml' if ml else ''}",
-                    model=f"totalsegmentator-{mode}{'-ml' if ml else ''}", runtime="as-shipped",
+    variant = "".join(f":{o.lstrip('-')}" for o in tool_options)
+    record = Record(benchmark=benchmark,
+                    key=f"peer:totalsegmentator:{mode}{':ml' if ml else ''}{variant}",
+                    model=f"totalsegmentator-{mode}{'-ml' if ml else ''}",
+                    runtime="as-shipped" if not tool_options else "options:" + " ".join(
+                        tool_options),
                     shape=list(shape), batch=1, threads=os.cpu_count() or 1, family="peer",
                     weights="random-planted", quick=quick, packages=pkg,
-                    extra={"display": label(mode, ml, pkg), "weights_note": WEIGHTS_NOTE,
+                    extra={"display": label(mode, ml, pkg) + "".join(
+                               f" {o}" for o in tool_options),
+                           "weights_note": WEIGHTS_NOTE, "tool_options": list(tool_options),
                            "peer": "TotalSegmentator", "mode": mode, "multilabel": ml})
     try:
         require_installed()
@@ -652,10 +661,10 @@ def run_peer(ct: Path, mode: str, ml: bool, work: Path, repeats: int = 2,
     runs_meta: list[dict[str, Any]] = []
 
     def one(i: int) -> CommandRun:
-        run_dir = work / f"run-{mode}-{'ml' if ml else 'files'}-{i}"
+        run_dir = work / f"run-{mode}-{'ml' if ml else 'files'}{variant.replace(':', '-')}-{i}"
         run_dir.mkdir(parents=True, exist_ok=True)
         out = run_dir / ("seg.nii.gz" if ml else "seg")
-        cmd = command(ct, out, mode, ml, forbid_download)
+        cmd = command(ct, out, mode, ml, forbid_download) + list(tool_options)
         with tempfile.TemporaryDirectory(prefix="segbench-peer-") as tmp:
             env = environment(home, run_dir, Path(tmp), block_network)
             result = run_command(cmd, env, run_dir / "log.txt", out, timeout_s)
@@ -663,7 +672,7 @@ def run_peer(ct: Path, mode: str, ml: bool, work: Path, repeats: int = 2,
             if (run_dir / NETWORK_LOG).exists() else []
         runs_meta.append({"stages": parse_stages(result.log), "returncode": result.returncode,
                           "network_attempts": attempts,
-                          "command": tool_args(ct, out, mode, ml)})
+                          "command": tool_args(ct, out, mode, ml) + list(tool_options)})
         if not keep_outputs:
             shutil.rmtree(out, ignore_errors=True) if out.is_dir() else out.unlink(missing_ok=True)
         return result
