@@ -61,6 +61,7 @@ BENCHMARK = Benchmark(
     cells=make_cells,
     tables=tables,
     plots=scaling_plot,
+    tradeoff=False,  # thread and stream sweeps of the same networks, not a size trade-off
 )
 
 if __name__ == "__main__":

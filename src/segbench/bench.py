@@ -46,6 +46,7 @@ class Benchmark:
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
     plots: Callable[[ResultsFile, Path], list[Path | None]] | None = None  # README figures
     valid_models: Sequence[str] = field(default=())
+    tradeoff: bool = True  # its rows feed the README's speed-versus-size trade-off plots
 
     def __post_init__(self) -> None:
         if not self.valid_models:

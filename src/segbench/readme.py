@@ -141,18 +141,20 @@ def discover(benchmarks_dir: Path) -> dict[str, Any]:
 
 def draw_plots(benchmarks: dict[str, Any], results_dir: Path) -> list[Path]:
     """Every plot the README shows, into results/plots/: the 2D trade-offs over the records of
-    one machine (:func:`machine_slug`), then whatever a benchmark draws of its own file (its
+    the benchmarks that feed them (``Benchmark.tradeoff``) on one machine (the newest run of
+    those benchmarks), then whatever a benchmark draws of the file its table shows (its
     ``plots`` hook). No figure mixes two machines."""
     from segbench import plots
 
     out = Path(results_dir) / "plots"
-    slug = machine_slug(benchmarks, results_dir)
-    shown = {name: pick(load_all(results_dir, name), slug) for name in benchmarks}
-    records = [r for f in shown.values()
-               if f is not None and f.path is not None and f.path.stem == slug
-               for r in f.records]
+    sources = {name: b for name, b in benchmarks.items() if b.tradeoff}
+    slug = machine_slug(sources, results_dir)
+    records = [r for name in sources for f in load_all(results_dir, name)
+               if f.path is not None and f.path.stem == slug for r in f.records]
     drawn = [plots.tradeoff_plot(records, "params", out / "tradeoff_params.png"),
              plots.tradeoff_plot(records, "gflops", out / "tradeoff_gflops.png")]
+    shown = {name: pick(load_all(results_dir, name), chosen_slug(results_dir))
+             for name in benchmarks}
     for name, bench in benchmarks.items():
         if bench.plots and shown[name] is not None:
             drawn += bench.plots(shown[name], out)

@@ -95,8 +95,10 @@ def prepare_and_measure(runtime: Any, module: Any, example: torch.Tensor, thread
     is their sum), time them running at once, clean up. Returns the same dictionary as a
     one-stream cell (prepare_s, info of the first instance, timing, evaluation) and, when
     asked, the first instance's output on ``example`` for fidelity."""
-    from segbench.runtimes import to_numpy
+    from segbench.runtimes import accepted, to_numpy
 
+    # instances side by side must not pin their threads to the same cores
+    options = {**options, **accepted(runtime.name, {"cpu_pinning": False})}
     prepared: list[Any] = []
     prepare_s = 0.0
     try:

@@ -16,7 +16,7 @@ from segbench.machine import describe
 from segbench.results import Record, ResultsFile, full_results_files, load
 from segbench.runtimes import REFERENCE
 
-BENCHMARKS = ("fpn_decoder", "unet_decoder", "quantization", "2d_vs_3d", "fidelity")
+BENCHMARKS = ("fpn_decoder", "unet_decoder", "quantization", "2d_vs_3d", "fidelity", "scaling")
 
 
 def _precision(r: Record) -> str | None:
@@ -138,6 +138,29 @@ def trained_quality(fid: ResultsFile) -> list[str]:
     return lines
 
 
+def scaling_lines(results: ResultsFile) -> list[str]:
+    """Per network: the configuration with the most slices per second and the one with the
+    lowest per-slice latency, over every runtime and streams x threads split."""
+    from segbench.streams import best_keys, config_of
+
+    fastest, quickest = best_keys(results.records)
+    lines = []
+    for r in _ok(results.records):
+        if r.key not in fastest:
+            continue
+        cfg = config_of(r)
+        quick = next((q for q in _ok(results.records) if q.key in quickest
+                      and q.model == r.model), None)
+        text = (f"{_name(r)}: most slices per second with `{r.runtime}` as {cfg.streams} "
+                f"stream(s) x {cfg.threads} thread(s) ({r.throughput:.1f} slices/s)")
+        if quick is not None:
+            qc = config_of(quick)
+            text += (f"; lowest latency with `{quick.runtime}` as {qc.streams} x {qc.threads} "
+                     f"(p50 {quick.timing['latency_p50_ms']:.0f} ms)")
+        lines.append(text + ".")
+    return lines
+
+
 def render(results_dir: Path, slug: str | None = None) -> str:
     """The recommendations from one machine's results (``slug``; by default the first machine
     found), and a sentence naming that machine."""
@@ -157,6 +180,10 @@ def render(results_dir: Path, slug: str | None = None) -> str:
     if "fidelity" in files:
         out.append("- **Quality on trained weights** (CT phantoms, `fidelity`):")
         out += [f"  - {line}" for line in trained_quality(files["fidelity"])]
+    if "scaling" in files:
+        out.append("- **Threads or streams** (`scaling`; a whole CT is hundreds of independent "
+                   "slices, so throughput is what counts for it):")
+        out += [f"  - {line}" for line in scaling_lines(files["scaling"])]
     if not out:
         return "_No full runs committed yet._"
     machine = next(iter(files.values())).machine

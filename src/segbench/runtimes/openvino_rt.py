@@ -42,10 +42,16 @@ READBACK = ("INFERENCE_PRECISION_HINT", "INFERENCE_NUM_THREADS", "NUM_STREAMS",
             "ENABLE_HYPER_THREADING")
 
 
-def compile_config(precision_hint: str, threads: int) -> dict[str, Any]:
-    """The protocol's rules: ``threads`` inference threads in one stream, latency mode."""
+def compile_config(precision_hint: str, threads: int, cpu_pinning: bool = True
+                   ) -> dict[str, Any]:
+    """The protocol's rules: ``threads`` inference threads in one stream, latency mode.
+
+    Pinning stays on for one compiled model (OpenVINO's default on Linux). Several compiled
+    models running side by side (parallel streams) must not pin: each would pin its threads to
+    the same first cores and they would take turns instead of running at once.
+    """
     return {"INFERENCE_PRECISION_HINT": precision_hint, "INFERENCE_NUM_THREADS": threads,
-            "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
+            "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "ENABLE_CPU_PINNING": cpu_pinning}
 
 
 def _readable(value: Any) -> Any:
@@ -119,12 +125,12 @@ class OpenVinoRuntime:
     def prepare(self, model: nn.Module, example: torch.Tensor, threads: int,
                 exporter: str = DEFAULT_EXPORTER, calibration: int | None = None,
                 calibration_inputs: Sequence[calib.CalibrationInput] | None = None,
-                preset: str = DEFAULT_PRESET) -> Prepared:
+                preset: str = DEFAULT_PRESET, cpu_pinning: bool = True) -> Prepared:
         """Export to ONNX, read, (quantise,) compile for the CPU with explicit properties.
 
         Options: ``exporter`` ("dynamo" / "legacy"); for INT8 ``calibration`` (count),
         ``calibration_inputs`` (explicit arrays) and ``preset`` ("performance": symmetric
-        activations, "mixed": asymmetric). Options meant for other runtimes are ignored.
+        activations, "mixed": asymmetric); ``cpu_pinning`` (see :func:`compile_config`).
         """
         directory = scratch_dir(f"segbench-{self.name}-")
         try:
@@ -141,7 +147,7 @@ class OpenVinoRuntime:
                     ov_model = quantize_nncf(ov_model, arrays, preset)
                 info["quantization"] = {"tool": "nncf.quantize", "preset": preset,
                                         **calib.describe(arrays, calibration_inputs is not None)}
-            config = compile_config(self.precision_hint, threads)
+            config = compile_config(self.precision_hint, threads, cpu_pinning)
             with stage("openvino compile"):
                 compiled = core.compile_model(ov_model, DEVICE, config)
         except BaseException:
