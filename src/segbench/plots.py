@@ -326,10 +326,11 @@ def stage_bars_plot(rows: Sequence[tuple[str, dict[str, float]]], path: Path, ti
     ax.set_xlabel("seconds per CT")
     ax.set_title(title, fontsize=9)
     ax.grid(True, axis="x", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, ncol=len(names), loc="upper center", frameon=False,
+              bbox_to_anchor=(0.5, -0.5 / (0.45 * len(rows) + 1.8) - 0.08))
     ax.tick_params(axis="y", labelsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path

@@ -376,3 +376,25 @@ def stage_plot(results: Any, out: Path) -> list[Path | None]:
     cores = results.machine.get("physical_cores", "?")
     return [stage_bars_plot(rows, out / "whole_ct_stages.png",
                             f"Seconds per whole CT by stage (measured loops), {cores} cores")]
+
+
+def headline(records: Sequence[Record]) -> list[str]:
+    """README summary lines: the fastest measured loop per method against the 2D baseline
+    (for summary.py's per-CT paragraph; every number from the records)."""
+    base = _find(records, "2d-original", "ort-fp32")
+    base_s = seconds_per_ct(base) if base else None
+    if not base_s:
+        return []
+    parts = []
+    for m in METHODS:
+        timed = [(seconds_per_ct(r), r) for r in records
+                 if r.extra.get("method") == m.key and seconds_per_ct(r) and not r.quick]
+        if not timed or m.key == "2d-original":
+            continue
+        sec, r = min(timed, key=lambda item: item[0])
+        parts.append(f"{m.title} {sec:.0f} s under {r.runtime} ({sec / base_s:.1f}x, "
+                     f"{quality_text(r)})")
+    if not parts:
+        return []
+    return [f"**Per whole CT** (measured loops, HU volume to label volume): the original 2D "
+            f"recipe under ort-fp32 takes {base_s:.0f} s; " + "; ".join(parts) + "."]
