@@ -21,6 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: the phantom CT; quality then is agreement only)")
     parser.add_argument("--loops", type=int, default=None,
                         help="timed loops per cell after the warm-up (default 1)")
+    parser.set_defaults(timeout=wb.CELL_TIMEOUT)  # loops of minutes: a longer default
     peers.add_arguments(parser)  # --peers: the real TotalSegmentator beside the pipelines
 
 

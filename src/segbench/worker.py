@@ -60,6 +60,10 @@ def _weights_label(cell: Cell) -> str:
 
 
 ESTIMATE_FILE_ENV = "SEGBENCH_ESTIMATE_FILE"  # isolate.py reads it if the cell gets killed
+# An estimate builds a structure on the meta device and must never train, load or save weights.
+# Families with ``build_untrained`` give their structure that way; these build nothing else:
+META_SAFE_BUILD = ("encoder", "3d")
+SAME_STRUCTURE = {"3d-phantom": "3d"}  # trained-weight variants estimated as their structure
 
 
 def estimate_memory(cell: Cell) -> dict[str, int] | None:
@@ -67,8 +71,10 @@ def estimate_memory(cell: Cell) -> dict[str, int] | None:
     model cannot be built there.
 
     The forward footprint of the cell's real input shape (batch and size included) of the
-    network's structure: weights are not trained or settled for an estimate (they do not change
-    the footprint), and 2D networks are taken before their branches are fused, an upper bound.
+    network's structure: weights are never trained, loaded or settled for an estimate (they do
+    not change the footprint). 2D networks are taken before branch fusion (``build_untrained``),
+    an upper bound; a family that is neither safe to build on meta nor has ``build_untrained``
+    is not estimated.
     A sliding-window scenario adds its input volume (float32) and its logit and weight
     accumulators over the padded volume; S parallel streams hold S copies of everything.
     """
@@ -78,11 +84,19 @@ def estimate_memory(cell: Cell) -> dict[str, int] | None:
     from segbench.models import family, structure_options
 
     spec = cell.model
+    key, options = spec.family, structure_options(spec)
+    if key in SAME_STRUCTURE:
+        key, options = SAME_STRUCTURE[key], {}
     try:
-        fam = family(spec.family)
-        build = getattr(fam, "build_untrained", fam.build)
+        fam = family(key)
+        if hasattr(fam, "build_untrained"):
+            build = fam.build_untrained
+        elif key in META_SAFE_BUILD:
+            build = fam.build
+        else:
+            return None
         with torch.device("meta"):
-            model = build(spec.name, spec.classes, **structure_options(spec)).eval()
+            model = build(spec.name, spec.classes, **options).eval()
             example = torch.empty(cell.shape)
         estimate = forward_memory(model, example)
     except Exception:  # noqa: BLE001 - a model that cannot go on meta simply is not guarded

@@ -141,8 +141,8 @@ def settle_batchnorm(model: nn.Module, example: torch.Tensor, steps: int = 2) ->
     a cumulative average fix the scale, as a trained network would have it.
     """
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not norms:
-        return
+    if not norms or any(p.is_meta for p in model.parameters()):
+        return  # on the meta device (memory estimates) there are no statistics to settle
     momenta = [m.momentum for m in norms]
     for m in norms:
         m.reset_running_stats()
