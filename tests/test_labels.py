@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segbench.labels import (PATHS, LabelNet, blocked_labels, labels_from_logits,
-                             lowres_logits)
+from segbench.labels import (PATHS, LabelNet, blocked_labels, corner_labels, full_labels,
+                             labels_from_logits, lowres_logits)
 from segbench.models import ModelSpec, build_model, make_input
 
 
@@ -77,6 +77,27 @@ def test_lowres_differs_only_near_boundaries():
     uniform_full = uniform.repeat_interleave(4, 1).repeat_interleave(4, 2)
     assert not (low != full)[uniform_full].any()
     assert (low == full).float().mean() > 0.5
+
+
+def test_corners_equal_full_where_the_corners_agree():
+    torch.manual_seed(5)
+    logits = F.avg_pool2d(torch.randn(2, 12, 28, 28) * 5, 5, 1, 2)[:, :, :24, :20]
+    full = full_labels(logits, 4)
+    coarse = F.pad(logits.argmax(1, keepdim=True).float(), (1, 1, 1, 1), mode="replicate")
+    uniform = (F.max_pool2d(coarse, 3, stride=1) == -F.max_pool2d(-coarse, 3, stride=1))[:, 0]
+    uniform_full = uniform.repeat_interleave(4, 1).repeat_interleave(4, 2)
+    for top in (1, 2):
+        corners = corner_labels(logits, 4, top)
+        assert corners.dtype == torch.uint8 and corners.shape == full.shape
+        assert torch.equal(corners[uniform_full], full[uniform_full])
+    # with two candidates per corner, misses are rare even on these near-tied random logits
+    assert (corner_labels(logits, 4, 2) == full).float().mean() > 0.99
+
+
+def test_corners_with_every_class_a_candidate_is_the_full_argmax():
+    logits = torch.randn(1, 3, 9, 7)
+    up = F.interpolate(logits, scale_factor=4.0, mode="bilinear", align_corners=False)
+    _agree_up_to_ties(corner_labels(logits, 4, top=3), full_labels(logits, 4), up)
 
 
 def test_labels_from_logits_matches_the_modules():

@@ -149,12 +149,29 @@ def foreground_dice(ref_labels: np.ndarray, out_labels: np.ndarray) -> dict[int,
     return {k: v for k, v in dice_per_label(ref_labels, out_labels).items() if k != 0}
 
 
+def _labels_of(output: Any, classes: int) -> np.ndarray:
+    """Labels ``(N, H, W)`` from a runtime's output: logits ``(N, classes, H, W)`` (argmax), or
+    already a label map ``(N, H, W)`` of integers (a pipeline ending in its own argmax)."""
+    if isinstance(output, (list, tuple)) and len(output) == 1:
+        output = output[0]
+    if isinstance(output, torch.Tensor):
+        if output.dim() == 3 and not output.is_floating_point():
+            return output.numpy().astype(np.int64)
+    elif np.ndim(output) == 3 and not np.issubdtype(np.asarray(output).dtype, np.floating):
+        return np.asarray(output).astype(np.int64)
+    logits = to_numpy(output)
+    if logits.shape[1] != classes:
+        raise ValueError(f"predict gives {logits.shape[1]} channels, expected {classes}")
+    return logits.argmax(axis=1)
+
+
 def evaluate(predict: Callable[[torch.Tensor], Any], n: int = 32, size: int = 128,
              seed: int = 0, classes: int = 9, batch: int = 1) -> dict[str, Any]:
     """Dice of ``predict``'s argmax against the phantom labels of the held-out eval split.
 
     ``predict`` is any callable from a float32 (batch, 3, H, W) tensor to logits (a tensor, a
-    numpy array or a one-element tuple of them), so every runtime is scored the same way. It is
+    numpy array or a one-element tuple of them), or to an integer label map (batch, H, W), so
+    every runtime and output path is scored the same way. It is
     always called with exactly ``batch`` images, since runtimes prepared for a static shape
     accept nothing else; a short last batch is padded with repeats that are then dropped.
     The eval phantoms are indices ``seed`` .. ``seed + n - 1`` of the eval split.
@@ -168,10 +185,7 @@ def evaluate(predict: Callable[[torch.Tensor], Any], n: int = 32, size: int = 12
         real = len(images)
         if real < batch:
             images = np.concatenate([images, np.repeat(images[-1:], batch - real, axis=0)])
-        logits = to_numpy(predict(torch.from_numpy(images)))
-        if logits.shape[1] != classes:
-            raise ValueError(f"predict gives {logits.shape[1]} channels, expected {classes}")
-        outs.append(logits[:real].argmax(axis=1))
+        outs.append(_labels_of(predict(torch.from_numpy(images)), classes)[:real])
         refs.append(labels)
     dice = foreground_dice(np.concatenate(refs), np.concatenate(outs))
     return {"mean_dice": float(np.mean(list(dice.values()))) if dice else math.nan,
@@ -220,15 +234,40 @@ def weights_path(name: str, steps: int, batch: int, size: int, lr: float, seed: 
     return Path(directory or WEIGHTS_DIR) / f"{stem}.safetensors"
 
 
+def finetune_path(base: Path, finetune: dict[str, Any]) -> Path:
+    """Where the fine-tuned weights of a cached base training live."""
+    tag = "-".join(f"{k}{finetune[k]:g}" if isinstance(finetune[k], float) else f"{k}{finetune[k]}"
+                   for k in sorted(finetune))
+    return base.with_name(f"{base.stem}-ft-{tag}{base.suffix}")
+
+
 def train_or_load(model: nn.Module, name: str, steps: int = 300, batch: int = 8,
                   size: int = 128, lr: float = 3e-3, seed: int = 0, classes: int = 9,
-                  directory: str | Path | None = None, log_every: int = 50) -> Path:
+                  directory: str | Path | None = None, log_every: int = 50,
+                  finetune: dict[str, Any] | None = None) -> Path:
     """Load the cached weights of this request into ``model``, training and caching on a miss.
 
     ``name`` must identify the architecture (e.g. ``ModelSpec.label`` plus anything that
     changes its structure): the cache key cannot see inside the model.
+
+    ``finetune`` (keys ``steps``, ``size``, optional ``batch``, ``lr``) continues the cached
+    base training at another size, e.g. a short pass at 512 after training at 128 (full-size
+    training from scratch is slow on a small CPU). It trains on fresh phantoms (seed + 1), and
+    both the base and the fine-tuned weights are cached.
     """
     path = weights_path(name, steps, batch, size, lr, seed, classes, directory)
+    if finetune:
+        final = finetune_path(path, finetune)
+        if final.exists():
+            load_weights(model, final)
+            return final
+        train_or_load(model, name, steps, batch, size, lr, seed, classes, directory, log_every)
+        result = train(model, finetune["steps"], finetune.get("batch", batch), finetune["size"],
+                       finetune.get("lr", lr / 3), seed + 1, classes, log_every=log_every)
+        meta = {k: str(v) for k, v in result.to_dict().items() if k != "losses"}
+        meta.update(name=name, final_loss=f"{result.final_loss:.6f}", base=path.name,
+                    phantom_version=str(PHANTOM_VERSION))
+        return save_weights(model, final, meta)
     if path.exists():
         load_weights(model, path)
         return path

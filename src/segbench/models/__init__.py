@@ -29,6 +29,8 @@ FAMILY_MODULES = {
     "3d": "segbench.models.nets3d",
     "testing": "segbench.models.testing",
     "3d-phantom": "segbench.wholect_weights",  # a "3d" network trained on CT phantoms
+    "fpn-labels": "segbench.models.pipeline",
+    "probe": "segbench.models.pipeline",
 }
 
 

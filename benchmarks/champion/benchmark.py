@@ -1,0 +1,81 @@
+"""The champion: the fastest CT slice -> uint8 label map pipeline at the original's quality.
+
+Every row times the complete pipeline at 512x512 (phantom slice tensor in, uint8 label map out)
+and scores its Dice against the phantom truth on held-out phantoms. The original recipe
+(MobileNetV4-Conv-Small + Semantic FPN 128, ONNX Runtime FP32, bilinear x4 upsample of the
+logits then argmax) is the baseline row of every run. The search is staged (runtimes, output
+paths, batching, FPN width, encoder; see docs/champion.md), peak probes measure this CPU's
+practical GFLOP/s per precision in the same run, and the champion is the fastest row within
+0.01 Dice of the original network's FP32 Dice.
+"""
+
+from dataclasses import asdict
+
+from segbench import champion
+from segbench.bench import Benchmark, main
+from segbench.models import ModelSpec
+
+NETWORKS = [champion.network_name(champion.ORIGINAL, w) for w in (128, *champion.WIDTHS)]
+NETWORKS += [champion.network_name(e, w) for e in champion.ENCODERS for w in (128, 64)]
+
+
+def add_arguments(parser):
+    parser.add_argument("--focus", default=None,
+                        help="comma list of the runtimes searched beyond the reference path "
+                             f"(default {','.join(champion.FOCUS)})")
+    parser.add_argument("--eval-slices", type=int, default=None,
+                        help="held-out phantoms scored per row (default 16; --quick 2)")
+    parser.add_argument("--calibration", type=int, default=None,
+                        help="INT8 calibration phantoms (default 16; --quick 2)")
+
+
+def make_cells(bench, opts):
+    settings = champion.Settings.make(opts.quick, opts.size, opts.extra.get("eval_slices"),
+                                      opts.extra.get("calibration"))
+    focus = (opts.extra.get("focus") or ",".join(champion.FOCUS)).split(",")
+    rows = champion.search(opts.quick, focus=[f for f in focus if f in opts.runtimes] or focus,
+                           runtimes=opts.runtimes)
+    cells = []
+    for row in rows:
+        name = champion.network_name(row.network, row.width)
+        if not row.is_baseline and (name not in opts.models or row.runtime not in opts.runtimes):
+            continue
+        spec = ModelSpec("fpn-labels", name, opts.classes,
+                         options={"path": row.path, "train": settings.train})
+        cell = bench.cell(spec, row.runtime, opts, fidelity=False,
+                          scenario={"kind": "phantom_dice", "n": settings.eval_slices,
+                                    "calibration": settings.calibration},
+                          extra={"row": asdict(row), "tag": f"{row.stage},{row.path}"})
+        cell.parts = champion.STAGES if row.parts else ()
+        cell.shape = (row.batch, *cell.shape[1:])
+        cells.append(cell)
+    probes = {"eager": "fp32"} if opts.quick else champion.PROBE_RUNTIMES
+    for runtime in probes:
+        cell = bench.cell(ModelSpec("probe", champion.PROBE, opts.classes), runtime, opts,
+                          fidelity=False)
+        if runtime.endswith("int8"):
+            cell.runtime_options = {"calibration": 2}
+        cell.shape = settings.probe_shape
+        cells.append(cell)
+    if not getattr(opts, "dry_run", False):
+        champion.train_networks([c.model for c in cells])
+    return cells
+
+
+BENCHMARK = Benchmark(
+    name="champion",
+    title="Slice -> uint8 label map: the fastest pipeline at the original recipe's quality",
+    families=["fpn-labels"],
+    models=NETWORKS,
+    quick_models=[champion.ORIGINAL],
+    runtimes=list(champion.RUNTIMES),
+    quick_runtimes=["eager", "ort-fp32"],
+    quick_size=256,
+    parts=(),
+    cells=make_cells,
+    add_arguments=add_arguments,
+    tables=champion.tables,
+)
+
+if __name__ == "__main__":
+    raise SystemExit(main(BENCHMARK))

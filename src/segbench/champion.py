@@ -1,0 +1,336 @@
+"""The champion benchmark: which slice -> label map pipeline is fastest at the same quality?
+
+One cell = one complete pipeline (network, decoder width, runtime, output path of
+:mod:`segbench.labels`, slices per call) on 512x512 held-out CT phantoms: input tensor made
+before the clock, output the uint8 label map, quality scored after timing by Dice against the
+phantom truth (:class:`segbench.scenarios.PhantomDice`). The networks are trained on phantoms
+first, in an explicit step before any cell runs.
+
+The search is stated, not exhaustive (every row says which stage put it there):
+
+1. ``runtimes``: the original network under every runtime with the reference path (``full``);
+2. ``paths``: the other output paths under the runtimes most likely to win (``--focus``);
+3. ``batch``: slices per call 4, 8, 16 for the focus runtimes on the best exact path;
+4. ``width``: FPN widths 96 and 64 on the focus runtimes;
+5. ``encoder``: the two other encoders the quantization/FPN tables put near the top;
+6. ``reference``: FP32 eager ``full`` of every network of stages 4-5, the reference of its
+   Dice difference.
+
+Peak probes (one compute-bound convolution stack per precision) run in the same run, so each
+row's achieved GFLOP/s can be given as a share of this CPU's practical peak.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from tabulate import tabulate
+
+from segbench.report import DASH, num, status_text
+from segbench.results import Record
+
+ORIGINAL = "mobilenetv4_conv_small"
+BASELINE = {"network": ORIGINAL, "width": 128, "runtime": "ort-fp32", "path": "full",
+            "batch": 1}
+RUNTIMES = ("eager", "compile", "compile-bf16", "compile-int8", "ort-fp32", "ort-int8",
+            "openvino-fp32", "openvino-bf16", "openvino-int8")
+FOCUS = ("compile-int8", "openvino-int8", "openvino-bf16")
+SEARCH_PATHS = ("blocked", "lowres", "corners")
+BEST_PATH = "corners"  # the exact-up-to-junctions path the later stages use
+BATCHES = (4, 8, 16)
+WIDTHS = (96, 64)
+ENCODERS = ("regnetx_004", "resnet18")
+PROBE = "conv3x3-256"
+PROBE_RUNTIMES = {"compile": "fp32", "compile-bf16": "bf16", "compile-int8": "int8",
+                  "openvino-int8": "int8"}
+STAGES = ("encoder", "upto_decoder", "upto_logits")  # timed alone on the same input
+DICE_TOLERANCE = 0.01
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a run trains and measures; ``quick`` shrinks everything to a smoke test."""
+
+    quick: bool
+    size: int
+    train: dict[str, Any]
+    eval_slices: int
+    calibration: int
+    probe_shape: tuple[int, ...]
+
+    @classmethod
+    def make(cls, quick: bool, size: int, eval_slices: int | None = None,
+             calibration: int | None = None) -> "Settings":
+        if quick:
+            recipe = {"steps": 8, "batch": 4, "size": 64, "lr": 3e-3, "seed": 0,
+                      "finetune": {"steps": 2, "size": size, "batch": 1}}
+            return cls(True, size, recipe, eval_slices or 2, calibration or 2, (1, 3, 64, 64))
+        recipe = {"steps": 250, "batch": 8, "size": 128, "lr": 3e-3, "seed": 0,
+                  "finetune": {"steps": 25, "size": size, "batch": 2}}
+        return cls(False, size, recipe, eval_slices or 16, calibration or 16,
+                   (1, 3, 128, 128))
+
+
+@dataclass(frozen=True)
+class Row:
+    stage: str
+    network: str
+    width: int
+    runtime: str
+    path: str
+    batch: int
+    parts: bool = False
+
+    @property
+    def is_baseline(self) -> bool:
+        return (self.network, self.width, self.runtime, self.path, self.batch) == tuple(
+            BASELINE[k] for k in ("network", "width", "runtime", "path", "batch"))
+
+
+def search(quick: bool, focus: Sequence[str] = FOCUS, runtimes: Sequence[str] = RUNTIMES
+           ) -> list[Row]:
+    """The rows of a run, baseline first. ``--quick`` keeps one of each kind of row."""
+    base = Row("baseline", ORIGINAL, 128, "ort-fp32", "full", 1, parts=True)
+    if quick:  # no prefix timings on an exported baseline: three extra exports
+        return [replace(base, parts=False), Row("runtimes", ORIGINAL, 128, "eager", "full", 1),
+                Row("paths", ORIGINAL, 128, "eager", "corners", 1, parts=True)]
+    rows = [base]
+    rows += [Row("runtimes", ORIGINAL, 128, rt, "full", 1) for rt in runtimes if rt != "ort-fp32"]
+    rows += [Row("paths", ORIGINAL, 128, rt, p, 1, parts=(p == BEST_PATH))
+             for rt in focus for p in SEARCH_PATHS]
+    rows += [Row("batch", ORIGINAL, 128, rt, BEST_PATH, b) for rt in focus[:2] for b in BATCHES]
+    rows += [Row("width", ORIGINAL, w, rt, BEST_PATH, 1)
+             for rt in focus[:2] for w in WIDTHS]
+    rows += [Row("encoder", e, 128, rt, BEST_PATH, 1) for rt in focus[:1] for e in ENCODERS]
+    rows += [Row("encoder", e, 64, rt, BEST_PATH, 1) for rt in focus[:1] for e in ENCODERS[:1]]
+    # every other network's FP32 eager ``full`` row: the reference of its Dice difference
+    others = dict.fromkeys((r.network, r.width) for r in rows)
+    rows += [Row("reference", n, w, "eager", "full", 1) for n, w in others
+             if (n, w) != (ORIGINAL, 128)]
+    return rows
+
+
+def network_name(network: str, width: int) -> str:
+    from segbench.models.pipeline import pipeline_name
+
+    return pipeline_name(network, width)
+
+
+def train_networks(specs: Sequence[Any], log: Any = sys.stderr) -> None:
+    """Train (or load from cache) every distinct network before any cell runs, with progress
+    lines; cells then find the weights in the cache."""
+    import torch
+
+    from segbench.models import build_trainable
+    from segbench.train import train_or_load
+
+    seen: set[str] = set()
+    todo = []
+    for spec in specs:
+        if spec.label not in seen and spec.options.get("train"):
+            seen.add(spec.label)
+            todo.append(spec)
+    for i, spec in enumerate(todo, 1):
+        print(f"weights [{i}/{len(todo)}] {spec.label} ...", file=log, flush=True)
+        torch.set_num_threads(torch.get_num_threads())
+        train_or_load(build_trainable(spec), spec.label, classes=spec.classes,
+                      **spec.options["train"])
+
+
+# --- reading a run's records --------------------------------------------------------------------
+
+def _row_of(r: Record) -> dict[str, Any]:
+    return r.extra.get("row", {})
+
+
+def _is_probe(r: Record) -> bool:
+    return r.family == "probe"
+
+
+def peaks(records: Sequence[Record]) -> dict[str, float]:
+    """Best probe GFLOP/s per precision."""
+    best: dict[str, float] = {}
+    for r in records:
+        if _is_probe(r) and r.ok and r.gflops and r.throughput:
+            prec = r.extra.get("precision", "?")
+            rate = r.gflops / r.batch * r.throughput
+            best[prec] = max(best.get(prec, 0.0), rate)
+    return best
+
+
+def achieved(r: Record) -> float | None:
+    """Network GFLOP/s: FLOPs per slice x slices per second."""
+    if not (r.ok and r.gflops and r.throughput):
+        return None
+    return r.gflops / r.batch * r.throughput
+
+
+def _pipeline_records(records: Sequence[Record]) -> list[Record]:
+    return [r for r in records if not _is_probe(r) and _row_of(r)]
+
+
+def _key(r: Record) -> tuple:
+    row = _row_of(r)
+    return (row.get("network"), row.get("width"))
+
+
+def reference_dice(records: Sequence[Record]) -> dict[tuple, float]:
+    """Dice of each network's FP32 eager ``full`` row: the reference of its Dice difference."""
+    out = {}
+    for r in _pipeline_records(records):
+        row = _row_of(r)
+        if r.ok and row.get("runtime") == "eager" and row.get("path") == "full" \
+                and r.extra.get("dice") is not None:
+            out[_key(r)] = r.extra["dice"]
+    return out
+
+
+def baseline(records: Sequence[Record]) -> Record | None:
+    return next((r for r in _pipeline_records(records) if _row_of(r).get("stage") == "baseline"),
+                None)
+
+
+def champion(records: Sequence[Record]) -> Record | None:
+    """The fastest row whose Dice is within DICE_TOLERANCE of the baseline network's FP32 Dice
+    (eager ``full``; the baseline's own Dice when no eager row ran)."""
+    base = baseline(records)
+    ref = reference_dice(records).get((ORIGINAL, 128))
+    if ref is None and base is not None:
+        ref = base.extra.get("dice")
+    if ref is None:
+        return None
+    ok = [r for r in _pipeline_records(records)
+          if r.ok and r.throughput and r.extra.get("dice") is not None
+          and r.extra["dice"] >= ref - DICE_TOLERANCE]
+    return max(ok, key=lambda r: r.throughput, default=None)
+
+
+def recipe(records: Sequence[Record]) -> dict[str, Any] | None:
+    """The champion's recipe, for the README recommendations."""
+    best = champion(records)
+    if best is None:
+        return None
+    row = _row_of(best)
+    base = baseline(records)
+    ratio = (best.throughput / base.throughput
+             if base is not None and base.ok and base.throughput else None)
+    return {"network": row["network"], "width": row["width"], "runtime": row["runtime"],
+            "precision": best.extra.get("precision"), "path": row["path"],
+            "batch": row["batch"], "slices_per_s": best.throughput, "ratio": ratio,
+            "dice": best.extra.get("dice"),
+            "reproduce": (f"uv run benchmarks/champion/benchmark.py --models "
+                          f"{network_name(row['network'], row['width'])} "
+                          f"--runtimes {row['runtime']}")}
+
+
+def stage_times(r: Record) -> dict[str, float] | None:
+    """Milliseconds per slice of encoder, decoder, head and upsample+argmax, from the prefix
+    timings of the same cell (differences of medians, so a stage may come out slightly
+    negative when it is tiny)."""
+    if not r.ok or not r.throughput or not all(p in r.parts for p in STAGES):
+        return None
+    ms = [1000.0 / r.parts[p]["throughput"] for p in STAGES] + [1000.0 / r.throughput]
+    return {"encoder": ms[0], "decoder": ms[1] - ms[0], "head": ms[2] - ms[1],
+            "upsample+argmax": ms[3] - ms[2]}
+
+
+# --- tables -------------------------------------------------------------------------------------
+
+def _ratio(r: Record, base: Record | None) -> str:
+    if base is None or not (base.ok and base.throughput and r.ok and r.throughput):
+        return DASH
+    return f"{r.throughput / base.throughput:.2f}x"
+
+
+def _dice_diff(r: Record, refs: dict[tuple, float]) -> str:
+    ref = refs.get(_key(r))
+    dice = r.extra.get("dice")
+    return DASH if ref is None or dice is None or not r.ok else f"{dice - ref:+.3f}"
+
+
+def _share(r: Record, peak: dict[str, float]) -> str:
+    rate = achieved(r)
+    top = peak.get(r.extra.get("precision", ""))
+    return DASH if rate is None or not top else f"{100.0 * rate / top:.0f}"
+
+
+def _latency(r: Record) -> str:
+    return num((r.timing or {}).get("latency_p50_ms"), 1)
+
+
+def main_table(records: Sequence[Record]) -> str:
+    recs = _pipeline_records(records)
+    base, best = baseline(records), champion(records)
+    refs, peak = reference_dice(records), peaks(records)
+    recs.sort(key=lambda r: (not r.ok, -(r.throughput or 0)))
+    rows = []
+    for r in recs:
+        row = _row_of(r)
+        mark = " **baseline**" if r is base else (" **champion**" if r is best else "")
+        rows.append([row.get("stage", "?") + mark, r.extra.get("display", r.model),
+                     row.get("runtime"), r.extra.get("precision", DASH), row.get("path"),
+                     row.get("batch"), num(r.throughput, 1) if r.ok else DASH,
+                     _latency(r) if r.ok else DASH, _ratio(r, base),
+                     num(r.extra.get("dice"), 3) if r.ok else DASH, _dice_diff(r, refs),
+                     num(achieved(r), 0), _share(r, peak), status_text(r)])
+    return tabulate(rows, headers=["stage", "network (FPN width)", "runtime", "precision",
+                                   "output path", "slices/call", "slices/s",
+                                   "latency p50 (ms/call)", "vs baseline", "Dice vs truth",
+                                   "Dice vs own FP32 eager full", "GFLOP/s",
+                                   "% of precision peak", "status"],
+                    tablefmt="github", disable_numparse=True)
+
+
+def peak_table(records: Sequence[Record]) -> str:
+    rows = [[r.extra.get("display", r.model), r.runtime, r.extra.get("precision", DASH),
+             num(achieved(r), 0), status_text(r)]
+            for r in records if _is_probe(r)]
+    return tabulate(rows, headers=["probe", "runtime", "precision", "GFLOP/s", "status"],
+                    tablefmt="github", disable_numparse=True)
+
+
+def breakdown_table(records: Sequence[Record]) -> str:
+    base, best = baseline(records), champion(records)
+    rows = []
+    for label, r in (("baseline", base), ("champion", best)):
+        if r is None:
+            continue
+        stages = stage_times(r)
+        row = _row_of(r)
+        what = f"{label}: {r.extra.get('display', r.model)}, {row.get('runtime')}, " \
+               f"{row.get('path')}, batch {row.get('batch')}"
+        if stages is None:
+            rows.append([what] + [DASH] * 5)
+            continue
+        total = sum(stages.values())
+        rows.append([what] + [f"{v:.1f} ({100 * v / total:.0f}%)" for v in stages.values()]
+                    + [f"{total:.1f}"])
+    return tabulate(rows, headers=["row", "encoder ms", "decoder ms", "head ms",
+                                   "upsample+argmax ms", "total ms/slice"],
+                    tablefmt="github", disable_numparse=True)
+
+
+def headline(records: Sequence[Record]) -> str:
+    base, best, info = baseline(records), champion(records), recipe(records)
+    if base is None or best is None or info is None:
+        return "No champion: the baseline or the eager reference did not run."
+    ratio = info["ratio"]
+    goal = "reaches" if ratio is not None and ratio >= 2.0 else "misses"
+    return (f"Champion: {info['network']} + FPN {info['width']}, {info['runtime']} "
+            f"({info['precision']}), path {info['path']}, {info['batch']} slice(s) per call: "
+            f"{info['slices_per_s']:.1f} slices/s, "
+            f"{'?' if ratio is None else f'{ratio:.2f}x'} the baseline's "
+            f"{base.throughput:.1f} in the same run ({goal} the 2x goal), Dice "
+            f"{num(info['dice'], 3)}.")
+
+
+def tables(bench: Any, results: Any) -> list[tuple[str, str]]:
+    records = results.records
+    return [("", headline(records)),
+            ("Slice -> uint8 label map at 512x512, fastest first", main_table(records)),
+            ("Stage breakdown (ms per slice)", breakdown_table(records)),
+            ("Peak probes of this CPU (same run)", peak_table(records))]
+

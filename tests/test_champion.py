@@ -1,0 +1,123 @@
+"""The champion benchmark: its cell matrix, its pipelines and how a champion is picked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from segbench import champion
+from segbench.models import ModelSpec, build_model, make_input
+from segbench.models.pipeline import split_name
+from segbench.results import Record
+from segbench.bench import load_script
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return load_script(ROOT / "benchmarks" / "champion" / "benchmark.py")
+
+
+def _cells(bench, argv):
+    opts = bench.parse([*argv, "--dry-run"])
+    return bench.make_cells(opts)
+
+
+def _is_baseline(cell):
+    return cell.extra.get("row", {}).get("stage") == "baseline"
+
+
+@pytest.mark.parametrize("argv", [["--quick"], [], ["--runtimes", "eager"],
+                                  ["--models", "resnet18", "--runtimes", "compile-int8"]])
+def test_baseline_is_always_a_cell(bench, argv):
+    cells = _cells(bench, argv)
+    base = [c for c in cells if _is_baseline(c)]
+    assert len(base) == 1
+    (cell,) = base
+    assert cell.runtime == "ort-fp32" and cell.shape == (1, 3, cell.shape[-1], cell.shape[-1])
+    assert cell.model.name == "mobilenetv4_conv_small" and cell.model.options["path"] == "full"
+
+
+def test_full_matrix_covers_the_search(bench):
+    cells = _cells(bench, [])
+    rows = [c.extra["row"] for c in cells if "row" in c.extra]
+    assert {r["runtime"] for r in rows if r["stage"] == "runtimes"} | {"ort-fp32"} == set(
+        champion.RUNTIMES)
+    assert {r["path"] for r in rows} == {"full", "blocked", "lowres", "corners"}
+    assert {r["batch"] for r in rows} == {1, 4, 8, 16}
+    assert {r["width"] for r in rows} == {128, 96, 64}
+    assert {r["network"] for r in rows} == {"mobilenetv4_conv_small", *champion.ENCODERS}
+    assert all(c.shape[-1] == 512 for c in cells if "row" in c.extra)
+    assert len({c.key for c in cells}) == len(cells)
+    # every network has its FP32 eager full reference
+    refs = {(r["network"], r["width"]) for r in rows
+            if r["runtime"] == "eager" and r["path"] == "full"}
+    assert refs == {(r["network"], r["width"]) for r in rows}
+    assert {c.runtime for c in cells if c.model.family == "probe"} >= {"compile", "compile-int8"}
+
+
+def test_pipeline_family_builds_label_maps():
+    spec = ModelSpec("fpn-labels", "mobilenetv4_conv_small-w64", classes=5,
+                     options={"path": "corners"})
+    model = build_model(spec)
+    assert model.net.decoder.out_channels == 64
+    x = make_input((1, 3, 64, 64))
+    with torch.no_grad():
+        labels = model(x)
+        assert labels.dtype == torch.uint8 and labels.shape == (1, 64, 64)
+        assert model.upto_logits(x).shape == (1, 5, 16, 16)
+        assert len(model.encoder(x)) == 4
+    model.train()
+    assert model(x).shape == (1, 5, 64, 64)  # logits while training
+    assert split_name("resnet18") == ("resnet18", 128)
+    with pytest.raises(ValueError):
+        split_name("nope-w64")
+
+
+def _record(stage, runtime, path, batch, tp, dice, network="mobilenetv4_conv_small", width=128,
+            precision="fp32", gflops=2.0, parts=None):
+    row = {"stage": stage, "network": network, "width": width, "runtime": runtime,
+           "path": path, "batch": batch, "parts": bool(parts)}
+    return Record(benchmark="champion", key=f"{stage}{runtime}{path}{batch}{network}{width}",
+                  model=f"{network}+fpn-labels", runtime=runtime, shape=[batch, 3, 512, 512],
+                  batch=batch, threads=2, family="fpn-labels", gflops=gflops * batch,
+                  timing={"throughput": tp, "throughput_iqr": 0.0, "latency_p50_ms": 1.0},
+                  extra={"row": row, "dice": dice, "precision": precision},
+                  parts=parts or {})
+
+
+def _probe(runtime, precision, tp):
+    return Record(benchmark="champion", key=f"probe{runtime}", model="conv3x3-256+probe",
+                  runtime=runtime, shape=[1, 3, 128, 128], batch=1, threads=2, family="probe",
+                  gflops=10.0, timing={"throughput": tp}, extra={"precision": precision})
+
+
+def test_champion_is_the_fastest_row_within_the_dice_tolerance():
+    records = [
+        _record("baseline", "ort-fp32", "full", 1, 10.0, 0.900,
+                parts={"encoder": {"throughput": 100.0}, "upto_decoder": {"throughput": 25.0},
+                       "upto_logits": {"throughput": 20.0}}),
+        _record("runtimes", "eager", "full", 1, 8.0, 0.901),
+        _record("paths", "compile-int8", "lowres", 1, 40.0, 0.85, precision="int8"),
+        _record("paths", "compile-int8", "corners", 1, 25.0, 0.895, precision="int8"),
+        _record("width", "compile-int8", "corners", 1, 30.0, 0.880, width=64,
+                precision="int8"),
+        _probe("compile", "fp32", 10.0), _probe("compile-int8", "int8", 40.0),
+    ]
+    best = champion.champion(records)
+    assert best.extra["row"]["path"] == "corners" and best.throughput == 25.0
+    info = champion.recipe(records)
+    assert info["runtime"] == "compile-int8" and info["precision"] == "int8"
+    assert info["ratio"] == pytest.approx(2.5) and info["batch"] == 1
+    assert champion.peaks(records) == {"fp32": 100.0, "int8": 400.0}
+    stages = champion.stage_times(records[0])
+    assert stages["encoder"] == pytest.approx(10.0)
+    assert stages["decoder"] == pytest.approx(30.0)
+    assert stages["upsample+argmax"] == pytest.approx(50.0)
+    text = champion.main_table(records)
+    assert "**champion**" in text and "**baseline**" in text and "2.50x" in text
+    assert "-0.006" in text  # corners vs the network's eager full Dice
+    assert "Champion:" in champion.headline(records)
