@@ -71,11 +71,16 @@ def find(records: Sequence[Record], spec: ModelSpec, spatial: Sequence[int], run
          loop: bool = False) -> Record | None:
     """The record measuring ``spec`` on ``spatial`` (a tiled-loop record if ``loop``)."""
     for r in records:
-        if (r.family == spec.family and r.key.split("|")[1] == spec.name
+        if (r.family == spec.family and network_name(r) == spec.name
                 and r.classes == spec.classes and tuple(r.shape[2:]) == tuple(spatial)
                 and r.runtime == runtime and bool(r.extra.get("loop")) == loop):
             return r
     return None
+
+
+def network_name(r: Record) -> str:
+    """The network's name inside its family (older records carry it only in their key)."""
+    return r.name or r.key.split("|")[1]
 
 
 def seconds_per_pass(r: Record | None) -> float | None:
@@ -151,7 +156,7 @@ def rows_for(records: Sequence[Record], runtime: str,
     labels = list(dict.fromkeys(r.model for r in records if r.runtime == runtime))
     # the label count of the other methods: TotalSegmentator's own networks have their own
     classes = max((r.classes or 0 for r in records
-                   if r.classes not in true_outputs(r.key.split("|")[1])), default=0)
+                   if r.classes not in true_outputs(network_name(r))), default=0)
     return ct_rows(methods_for(labels), preset, classes, records, runtime)
 
 
@@ -161,7 +166,7 @@ def loop_check(records: Sequence[Record], runtime: str) -> list[dict[str, Any]]:
     for r in records:
         if not r.extra.get("loop") or r.runtime != runtime:
             continue
-        spec = ModelSpec("3d", r.key.split("|")[1], r.classes)
+        spec = ModelSpec("3d", network_name(r), r.classes)
         tile = find(records, spec, r.shape[2:], runtime)
         predicted = r.extra["passes"] * seconds_per_pass(tile) if seconds_per_pass(tile) else None
         measured = seconds_per_pass(r)
