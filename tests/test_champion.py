@@ -121,3 +121,33 @@ def test_champion_is_the_fastest_row_within_the_dice_tolerance():
     assert "**champion**" in text and "**baseline**" in text and "2.50x" in text
     assert "-0.006" in text  # corners vs the network's eager full Dice
     assert "Champion:" in champion.headline(records)
+
+
+def test_evaluate_takes_label_maps_and_finetune_caches(tmp_path):
+    from torch import nn
+
+    from segbench.train import evaluate, finetune_path, train_or_load, weights_path
+
+    def labels(x):
+        return torch.zeros(x.shape[0], x.shape[2], x.shape[3], dtype=torch.uint8)
+
+    def logits(x):
+        out = torch.zeros(x.shape[0], 3, x.shape[2], x.shape[3])
+        out[:, 0] = 1.0
+        return out
+
+    a = evaluate(labels, n=2, size=32, classes=3)
+    b = evaluate(logits, n=2, size=32, classes=3)
+    assert a["mean_dice"] == b["mean_dice"] and a["dice"] == b["dice"]
+
+    torch.manual_seed(0)
+    model = nn.Conv2d(3, 3, 3, padding=1)
+    ft = {"steps": 1, "size": 32, "batch": 1}
+    path = train_or_load(model, "tiny", steps=2, batch=2, size=16, classes=3,
+                         directory=tmp_path, log_every=0, finetune=ft)
+    base = weights_path("tiny", 2, 2, 16, 3e-3, 0, 3, tmp_path)
+    assert path == finetune_path(base, ft) and path.exists() and base.exists()
+    again = nn.Conv2d(3, 3, 3, padding=1)
+    assert train_or_load(again, "tiny", steps=2, batch=2, size=16, classes=3,
+                         directory=tmp_path, log_every=0, finetune=ft) == path
+    assert torch.equal(again.weight, model.weight)
