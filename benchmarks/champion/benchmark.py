@@ -44,7 +44,8 @@ def make_cells(bench, opts):
                          options={"path": row.path, "train": settings.train})
         cell = bench.cell(spec, row.runtime, opts, fidelity=False,
                           scenario={"kind": "phantom_dice", "n": settings.eval_slices,
-                                    "calibration": settings.calibration},
+                                    # calibration batches: about the same slices at any batch
+                                    "calibration": max(1, settings.calibration // row.batch)},
                           extra={"row": asdict(row), "tag": f"{row.stage},{row.path}"})
         cell.parts = champion.STAGES if row.parts else ()
         cell.shape = (row.batch, *cell.shape[1:])

@@ -146,9 +146,11 @@ def corner_labels(lowres: torch.Tensor, scale: int, top: int = CORNER_TOP) -> to
     shifts = [(u, v) for u in range(3) for v in range(3)]
     # the candidates of the 9 neighbours of every low-resolution pixel: (N, 9 * top, h, w)
     classes = torch.cat([winners[:, :, u:u + h, v:v + w] for u, v in shifts], dim=1)
-    # values[:, e, f] = logit, at neighbour e, of candidate f
-    values = torch.stack([padded[:, :, u:u + h, v:v + w].gather(1, classes)
-                          for u, v in shifts], dim=1)  # (N, 9, 9 * top, h, w)
+    # values[:, e, f] = logit, at neighbour e, of candidate f. The candidates' index is padded
+    # to the logits' size rather than the logits sliced: ONNX export folds a slice that feeds
+    # a gather into the gather, which OpenVINO then rejects.
+    values = torch.stack([padded.gather(1, F.pad(classes, (v, 2 - v, u, 2 - u)))
+                          [:, :, u:u + h, v:v + w] for u, v in shifts], dim=1)  # (N,9,9*top,h,w)
     weights, mask = _phase_weights(scale)
     weights = weights.to(lowres.dtype)
     mask = mask.to(lowres.dtype).repeat_interleave(top, dim=1)  # candidates of a neighbour
