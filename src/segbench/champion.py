@@ -10,9 +10,9 @@ The search is stated, not exhaustive (every row says which stage put it there):
 
 1. ``runtimes``: the original network under every runtime with the reference path (``full``);
 2. ``paths``: the other output paths under the runtimes most likely to win (``--focus``);
-3. ``batch``: slices per call 4, 8, 16 for the focus runtimes on the best exact path;
-4. ``width``: FPN widths 96 and 64 on the focus runtimes;
-5. ``encoder``: the two other encoders the quantization/FPN tables put near the top;
+3. ``batch``: slices per call 4, 8, 16 under the first focus runtime, paths full and lowres;
+4. ``width``: FPN widths 96 and 64, the same runtime and paths;
+5. ``encoder``: the two other encoders the quantization/FPN tables put near the top, ditto;
 6. ``reference``: FP32 eager ``full`` of every network of stages 4-5, the reference of its
    Dice difference.
 
@@ -39,7 +39,8 @@ RUNTIMES = ("eager", "compile", "compile-bf16", "compile-int8", "ort-fp32", "ort
             "openvino-fp32", "openvino-bf16", "openvino-int8")
 FOCUS = ("compile-int8", "openvino-int8", "openvino-bf16")
 SEARCH_PATHS = ("blocked", "lowres", "corners")
-BEST_PATH = "corners"  # the exact-up-to-junctions path the later stages use
+# the paths of stages 4-6: the exact reference, and the cheapest (whose Dice decides)
+LATER_PATHS = ("full", "lowres")
 BATCHES = (4, 8, 16)
 WIDTHS = (96, 64)
 ENCODERS = ("regnetx_004", "resnet18")
@@ -98,14 +99,17 @@ def search(quick: bool, focus: Sequence[str] = FOCUS, runtimes: Sequence[str] = 
         return [replace(base, parts=False), Row("runtimes", ORIGINAL, 128, "eager", "full", 1),
                 Row("paths", ORIGINAL, 128, "eager", "corners", 1, parts=True)]
     rows = [base]
-    rows += [Row("runtimes", ORIGINAL, 128, rt, "full", 1) for rt in runtimes if rt != "ort-fp32"]
-    rows += [Row("paths", ORIGINAL, 128, rt, p, 1, parts=(p == BEST_PATH))
+    rows += [Row("runtimes", ORIGINAL, 128, rt, "full", 1, parts=rt in focus[:1])
+             for rt in runtimes if rt != "ort-fp32"]
+    rows += [Row("paths", ORIGINAL, 128, rt, p, 1, parts=(p == "lowres"))
              for rt in focus for p in SEARCH_PATHS]
-    rows += [Row("batch", ORIGINAL, 128, rt, BEST_PATH, b) for rt in focus[:2] for b in BATCHES]
-    rows += [Row("width", ORIGINAL, w, rt, BEST_PATH, 1)
-             for rt in focus[:2] for w in WIDTHS]
-    rows += [Row("encoder", e, 128, rt, BEST_PATH, 1) for rt in focus[:1] for e in ENCODERS]
-    rows += [Row("encoder", e, 64, rt, BEST_PATH, 1) for rt in focus[:1] for e in ENCODERS[:1]]
+    lead = focus[:1]
+    rows += [Row("batch", ORIGINAL, 128, rt, p, b)
+             for rt in lead for p in LATER_PATHS for b in BATCHES]
+    rows += [Row("width", ORIGINAL, w, rt, p, 1) for rt in lead for p in LATER_PATHS
+             for w in WIDTHS]
+    rows += [Row("encoder", e, w, rt, p, 1) for rt in lead for p in LATER_PATHS
+             for e, w in ((ENCODERS[0], 128), (ENCODERS[1], 128), (ENCODERS[0], 64))]
     # every other network's FP32 eager ``full`` row: the reference of its Dice difference
     others = dict.fromkeys((r.network, r.width) for r in rows)
     rows += [Row("reference", n, w, "eager", "full", 1) for n, w in others
