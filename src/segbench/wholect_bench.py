@@ -202,7 +202,8 @@ def make_cells(bench: Any, opts: Any) -> list[Cell]:
         spec = model_spec(method, ct, opts.quick)
         pipe = method.pipeline
         quality = method.quality if ct["kind"] == "phantom" else "agreement"
-        reference = json.dumps([method.network, spec.family, pipe.to_dict(), ct],
+        # the weights recipe is part of the key: a retrained network never meets old labels
+        reference = json.dumps([method.network, spec.family, spec.options, pipe.to_dict(), ct],
                                sort_keys=True)
         long = method.long or opts.quick
         for runtime in runtimes:
@@ -318,7 +319,9 @@ def estimate_rows(records: Sequence[Record]) -> list[list[str]]:
         loop = r.timing["latency_p50_ms"] / 1e3
         est = r.extra["estimate_s"]
         predict = (r.extra.get("stages_s") or {}).get("predict")
-        rows.append([r.extra.get("title", r.model), r.runtime, r.extra.get("passes"),
+        passes = r.extra.get("passes")
+        rows.append([r.extra.get("title", r.model), r.runtime,
+                     f"{passes} x {k} networks" if k > 1 else passes,
                      _secs(r.extra.get("seconds_per_pass")), _secs(est * k), _secs(loop * k),
                      num(loop / est, 2) if est else DASH,
                      num(predict / est, 2) if predict and est else DASH])
