@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 # cheapest first, so a quick look at early results is possible while the rest runs
 ORDER = ["encoder_only", "fpn_decoder", "unet_decoder", "combined", "quantization", "2d_vs_3d",
-         "fidelity"]
+         "fidelity", "scaling", "champion", "whole_ct"]
 
 
 def available() -> list[str]:

@@ -63,8 +63,7 @@ def test_memory_guard_skips_a_cell_that_would_not_fit(monkeypatch):
 
     monkeypatch.setattr(machine, "available_memory_bytes", lambda: 64 * 2**20)  # 64 MiB free
     big = Cell(benchmark="t", model=ModelSpec("3d", "stunet-s", 105), runtime="eager",
-               shape=(1, 1, 128, 128, 128), threads=1, protocol=Protocol.smoke(repeats=1),
-               memory_guard=True)
+               shape=(1, 1, 128, 128, 128), threads=1, protocol=Protocol.smoke(repeats=1))
     r = run_cell(big)
     assert r.status == "skipped"
     assert "GiB" in r.reason and "available" in r.reason

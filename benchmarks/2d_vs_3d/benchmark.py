@@ -13,7 +13,8 @@ from segbench import ct
 from segbench.bench import Benchmark, main
 from segbench.cell import Cell
 from segbench.measure import Protocol
-from segbench.models import ModelSpec
+from segbench.models import DEFAULT_CLASSES, ModelSpec
+from segbench.models.nets3d import true_outputs
 
 MODELS_2D = ["mobilenetv4_conv_small+fpn", "mobilenetv4_conv_small+unet",
              "mobilenetv4_conv_medium+fpn", "resnet18+fpn"]
@@ -27,13 +28,15 @@ def make_cells(bench: Benchmark, opts) -> list[Cell]:
     cells = []
     for runtime in opts.runtimes:
         for label in opts.models:  # one pass per model
-            spec = ModelSpec.from_label(label, opts.classes)
+            shipped = true_outputs(label)  # the --fast network has 118 outputs, not 117
+            classes = shipped[0] if len(shipped) == 1 and opts.classes == DEFAULT_CLASSES \
+                else opts.classes
+            spec = ModelSpec.from_label(label, classes)
             is_3d = spec.family == "3d"
             spatial = PATCH if is_3d else (opts.size, opts.size)
             cells.append(Cell(benchmark=bench.name, model=spec, runtime=runtime,
                               shape=(1 if is_3d else opts.batch, 1 if is_3d else 3, *spatial),
-                              threads=opts.threads, protocol=slow if is_3d else base,
-                              memory_guard=is_3d))
+                              threads=opts.threads, protocol=slow if is_3d else base))
     return cells
 
 

@@ -20,7 +20,6 @@ class Cell:
     protocol: Protocol = field(default_factory=Protocol)
     parts: tuple[str, ...] = ()  # submodules also timed alone, e.g. ("encoder",)
     fidelity: bool = True
-    memory_guard: bool = False  # estimate memory on the meta device first; skip if too big
     runtime_options: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # benchmark labels copied to the record
     # what one timed call does beyond a forward pass on ``shape``, e.g.

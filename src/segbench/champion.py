@@ -147,7 +147,8 @@ def train_networks(specs: Sequence[Any], log: Any = sys.stderr) -> None:
 # --- reading a run's records --------------------------------------------------------------------
 
 def _row_of(r: Record) -> dict[str, Any]:
-    return r.extra.get("row", {})
+    """Where the search put this row; a record from elsewhere still shows its runtime."""
+    return r.extra.get("row") or {"runtime": r.runtime, "batch": r.batch}
 
 
 def _is_probe(r: Record) -> bool:
@@ -173,7 +174,7 @@ def achieved(r: Record) -> float | None:
 
 
 def _pipeline_records(records: Sequence[Record]) -> list[Record]:
-    return [r for r in records if not _is_probe(r) and _row_of(r)]
+    return [r for r in records if not _is_probe(r)]
 
 
 def _key(r: Record) -> tuple:

@@ -16,7 +16,8 @@ from segbench.machine import describe
 from segbench.results import Record, ResultsFile, full_results_files, load
 from segbench.runtimes import REFERENCE
 
-BENCHMARKS = ("fpn_decoder", "unet_decoder", "quantization", "2d_vs_3d", "fidelity", "scaling")
+BENCHMARKS = ("champion", "whole_ct", "fpn_decoder", "unet_decoder", "quantization", "fidelity",
+              "scaling")
 
 
 def _precision(r: Record) -> str | None:
@@ -91,32 +92,27 @@ def runtime_per_model(quant: ResultsFile, trained: dict[tuple[str, str], float])
 
 
 def per_ct(files: dict[str, ResultsFile]) -> list[str]:
-    """How many times faster the best 2D pipeline is than each 3D method, per whole CT."""
-    results = files.get("2d_vs_3d")
+    """Seconds per whole CT of every method's measured loop (the whole_ct benchmark)."""
+    results = files.get("whole_ct")
     if results is None:
         return []
-    from segbench import ct
+    from segbench.wholect_bench import headline
 
-    rows = [row for row in ct.rows_for(results.records, REFERENCE) if row["seconds_per_ct"]]
-    two_d = [row for row in rows if row["slice_wise"]]
-    if not two_d:
+    return headline(results.records)
+
+
+def champion_lines(files: dict[str, ResultsFile]) -> list[str]:
+    """The champion slice -> label map pipeline with its exact recipe and how to reproduce it."""
+    results = files.get("champion")
+    if results is None:
         return []
-    best = min(two_d, key=lambda row: row["seconds_per_ct"])
-    parts = [f"{row['method']} {row['seconds_per_ct']:.0f} s "
-             f"({row['seconds_per_ct'] / best['seconds_per_ct']:.1f}x slower)"
-             for row in sorted(rows, key=lambda row: row["seconds_per_ct"])
-             if not row["slice_wise"]]
-    lines = [f"**Per whole CT** (eager FP32, 512x512x280): the best 2D pipeline, "
-             f"{best['method']}, needs {best['seconds_per_ct']:.0f} s of network time; "
-             + ("; ".join(parts) if parts else "no 3D method was measured") + "."]
-    for check in ct.loop_check(results.records, REFERENCE):
-        if check["ratio"]:
-            lines.append(f"The real tiled loop of {check['network']} took {check['ratio']:.2f}x "
-                         f"the per-tile estimate ({check['measured']:.0f} s against "
-                         f"{check['predicted']:.0f} s): blending {check['tiles']} tiles of "
-                         "many-class logits is not free, so the 3D estimates above are lower "
-                         "bounds.")
-    return lines
+    from segbench.champion import headline, recipe
+
+    info = recipe(results.records)
+    if info is None:
+        return [headline(results.records)]
+    return [f"**Slice to label map** (`champion`): {headline(results.records)} Reproduce: "
+            f"`{info['reproduce']}`."]
 
 
 def trained_quality(fid: ResultsFile) -> list[str]:
@@ -170,8 +166,9 @@ def render(results_dir: Path, slug: str | None = None) -> str:
         if paths:
             files[name] = load(paths[0], name)
     out: list[str] = []
-    out += [f"- {line}" for line in fastest_slice(files)]
+    out += [f"- {line}" for line in champion_lines(files)]
     out += [f"- {line}" for line in per_ct(files)]
+    out += [f"- {line}" for line in fastest_slice(files)]
     if "quantization" in files:
         trained = dice_drops(files["fidelity"].records) if "fidelity" in files else {}
         size = "x".join(map(str, files["quantization"].records[0].shape[2:]))

@@ -64,8 +64,8 @@ def _2d(network: str, batch: int, path: str) -> wholect.Pipeline:
 
 
 ORIGINAL_2D = "mobilenetv4_conv_small"  # + the project's Semantic FPN, 128 channels
-# The best 2D pipeline of the champion benchmark; update from its results (network, runtime,
-# path, batch). Until then: the original network under OpenVINO bf16 with in-graph argmax.
+# The 2D pipeline run as "2d-best" when this machine has no champion results yet (see
+# champion_method): the original network under OpenVINO bf16 with in-graph argmax.
 BEST_2D = ("mobilenetv4_conv_small", "openvino-bf16", "blocked", 4)
 FAST_RUNTIMES = ("eager", "openvino-bf16", "compile-bf16", "openvino-int8", "ort-fp32",
                  "openvino-fp32")
@@ -106,9 +106,32 @@ NNUNET_DEFAULTS = ("totalseg-default", 0.5, True)  # estimate: that network, ste
 
 
 def recipe_2d(size: int, quick: bool) -> dict[str, Any]:
-    """2D training: at the CT's in-plane size, so the network sees organs at the scale it is
-    evaluated at (a short run: phantoms are easy, and the table compares runtimes)."""
-    return {"steps": 10 if quick else 150, "batch": 2, "size": size, "lr": 3e-3, "seed": 0}
+    """2D training: the champion benchmark's recipe (trained small, fine-tuned at the CT's
+    in-plane size), so the 2D rows here run the very weights the champion was chosen with and
+    the cache serves both benchmarks."""
+    from segbench.champion import Settings
+
+    return Settings.make(quick, size).train
+
+
+def champion_method(opts: Any) -> MethodSpec | None:
+    """The 2d-best method from this machine's champion results (network, FPN width, runtime,
+    output path, slices per call), or None when that benchmark has no full run here yet."""
+    from segbench import champion, machine
+    from segbench.results import ResultsError, load, results_path
+
+    path = results_path(opts.out, "champion", machine.slug(), False)
+    try:
+        best = champion.recipe(load(path, "champion").records) if path.exists() else None
+    except ResultsError:
+        return None
+    if best is None:
+        return None
+    network = champion.network_name(best["network"], best["width"])
+    return MethodSpec("2d-best", f"2D champion ({network})", "fpn-labels", network,
+                      _2d(network, best["batch"], best["path"]), (best["runtime"],), "dice",
+                      note=f"batch {best['batch']}, path {best['path']}, from the champion "
+                           "benchmark's run on this machine")
 
 
 def recipe_3d(quick: bool) -> dict[str, Any]:
@@ -176,10 +199,14 @@ def ct_source(opts: Any) -> dict[str, Any]:
 
 
 def selected(opts: Any) -> list[tuple[MethodSpec, list[str]]]:
-    """(method, runtimes) in matrix order; an explicit --runtimes applies to every method."""
+    """(method, runtimes) in matrix order; an explicit --runtimes applies to every method.
+    The 2d-best method is the champion benchmark's winner where it has run on this machine."""
     explicit = list(opts.runtimes) != list(ALL_RUNTIMES)
+    best = None if opts.quick else champion_method(opts)
     out = []
     for m in METHODS:
+        if m.key == "2d-best" and best is not None:
+            m = best
         if m.key not in opts.models:
             continue
         if explicit:
@@ -396,7 +423,8 @@ def headline(records: Sequence[Record]) -> list[str]:
         if not timed or m.key == "2d-original":
             continue
         sec, r = min(timed, key=lambda item: item[0])
-        parts.append(f"{m.title} {sec:.0f} s under {r.runtime} ({sec / base_s:.1f}x, "
+        parts.append(f"{r.extra.get('title', m.title)} {sec:.0f} s under {r.runtime} "
+                     f"({sec / base_s:.2f}x the original's time, "
                      f"{quality_text(r)})")
     if not parts:
         return []

@@ -148,7 +148,7 @@ def run_cell(cell: Cell) -> Record:
         record.status, record.reason = "skipped", reason
         return record
 
-    # Memory guard, for every cell (Cell.memory_guard no longer narrows it): estimate on the
+    # Memory guard, for every cell: estimate on the
     # meta device, skip before any allocation if it cannot fit, and leave the estimate for
     # isolate.py to quote should the kernel kill the cell anyway.
     from segbench.footprint import gib, memory_budget_bytes
