@@ -53,7 +53,8 @@ def main(argv=None) -> int:
     if not args.no_report and not args.quick:
         subprocess.run([sys.executable, str(ROOT / "benchmarks" / "report.py")], cwd=ROOT)
     print(f"\nrun_all: {len(names) - len(failed)}/{len(names)} benchmarks completed in "
-          f"{time.monotonic() - start:.0f} s" + (f"; failed: {', '.join(failed)}" if failed else ""),
+          f"{time.monotonic() - start:.0f} s"
+          + (f"; failed: {', '.join(failed)}" if failed else ""),
           file=sys.stderr)
     return 1 if failed else 0
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from segbench import champion
+from segbench.bench import load_script
 from segbench.models import ModelSpec, build_model, make_input
 from segbench.models.pipeline import split_name
 from segbench.results import Record
-from segbench.bench import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 

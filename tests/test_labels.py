@@ -7,8 +7,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segbench.labels import (PATHS, LabelNet, blocked_labels, corner_labels, full_labels,
-                             labels_from_logits, lowres_logits)
+from segbench.labels import (
+    PATHS,
+    LabelNet,
+    blocked_labels,
+    corner_labels,
+    full_labels,
+    labels_from_logits,
+    lowres_logits,
+)
 from segbench.models import ModelSpec, build_model, make_input
 
 

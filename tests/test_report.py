@@ -4,8 +4,8 @@ and comparisons draw from small fixtures."""
 import importlib.util
 
 import pytest
-
 from conftest import ROOT
+
 from segbench import plots, report
 from segbench.results import Record, ResultsFile, save
 
@@ -62,7 +62,8 @@ def report_main():
 def test_readme_regenerates_and_check_catches_a_hand_edit(tmp_path, report_main, capsys):
     results = tmp_path / "results"
     save(results / "encoder_only" / "fake-2c.json", ResultsFile("encoder_only", MACHINE, [
-        rec("resnet18", family="encoder", tp=33.3), rec("mobileone_s0", family="encoder", tp=90.0)]))
+        rec("resnet18", family="encoder", tp=33.3),
+        rec("mobileone_s0", family="encoder", tp=90.0)]))
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- results:encoder_only -->\nold\n<!-- /results:encoder_only -->\n")
     args = ["--readme", str(readme), "--results", str(results)]

@@ -5,9 +5,18 @@ import pytest
 import torch
 
 from segbench import volume
-from segbench.volume import (METHODS_3D, PRESETS, forward_passes, gaussian_importance_map,
-                             methods, resampled_shape, seconds_per_ct, sliding_window_predict,
-                             tile_count, tile_starts)
+from segbench.volume import (
+    METHODS_3D,
+    PRESETS,
+    forward_passes,
+    gaussian_importance_map,
+    methods,
+    resampled_shape,
+    seconds_per_ct,
+    sliding_window_predict,
+    tile_count,
+    tile_starts,
+)
 
 CT_280 = PRESETS["ct-512x512x280"]
 CT_458 = PRESETS["ct-512x512x458"]

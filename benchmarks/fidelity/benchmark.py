@@ -12,8 +12,8 @@ from tabulate import tabulate
 
 from segbench import plots
 from segbench.bench import Benchmark, main
-from segbench.models import ModelSpec
 from segbench.fidelity import DICE_TOLERANCE
+from segbench.models import ModelSpec
 from segbench.report import DASH, dice_drops, dice_verdicts, num, status_text
 
 MODELS = ["mobilenetv4_conv_small+fpn", "resnet18+fpn", "repvgg_a0+fpn", "regnetx_004+fpn",
@@ -52,7 +52,8 @@ def tables(bench, results):
         fid = r.fidelity or {}
         rows.append([r.extra.get("display", r.model), r.runtime,
                      num(r.extra.get("dice"), 3) if r.ok else DASH,
-                     f"{drops[(r.model, r.runtime)]:+.3f}" if (r.model, r.runtime) in drops else DASH,
+                     (f"{drops[(r.model, r.runtime)]:+.3f}"
+                      if (r.model, r.runtime) in drops else DASH),
                      num(fid.get("label_agreement"), 2), num(fid.get("sqnr_db"), 1),
                      num(r.throughput, 1) if r.ok else DASH, status_text(r)])
     main_table = tabulate(rows, headers=["network", "runtime", "Dice vs truth",

@@ -101,7 +101,8 @@ class Benchmark:
             try:
                 rt = runtimes.get(name)
                 why = rt.unavailable_reason()
-                lines.append(f"  {name:<16} {rt.precision}" + (f"  (skipped here: {why})" if why else ""))
+                skipped = f"  (skipped here: {why})" if why else ""
+                lines.append(f"  {name:<16} {rt.precision}{skipped}")
             except ImportError as exc:
                 lines.append(f"  {name:<16} (not installed: {exc})")
         return "\n".join(lines)
@@ -178,7 +179,8 @@ def dry_run_text(cells: Sequence[Cell], expected: Sequence[float | None], source
     known = [e for e in expected if e is not None]
     total = f"estimated duration: {duration(sum(known)) if known else 'unknown'}"
     if known and len(known) < len(cells):
-        total += f" for {len(known)} of {len(cells)} cells; the other {len(cells) - len(known)} unknown"
+        total += (f" for {len(known)} of {len(cells)} cells; the other "
+                  f"{len(cells) - len(known)} unknown")
     table = tabulate(rows, headers=["#", "model", "runtime", "input", "threads", "variant",
                                     "estimate"], tablefmt="github", disable_numparse=True)
     return (f"{table}\n\n{len(cells)} cells; {total} (from {source}"

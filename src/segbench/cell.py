@@ -23,7 +23,8 @@ class Cell:
     runtime_options: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # benchmark labels copied to the record
     # what one timed call does beyond a forward pass on ``shape``, e.g.
-    # {"kind": "sliding_window", "volume": [1, z, y, x], "patch": [...], "step": 0.5, "mirror": False}
+    # {"kind": "sliding_window", "volume": [1, z, y, x], "patch": [...], "step": 0.5,
+    #  "mirror": False}
     scenario: dict[str, Any] | None = None
 
     @property

@@ -118,7 +118,8 @@ def ct_rows(methods: Sequence[volume.Method], preset: volume.VolumePreset, class
         per_network, passes = volume.forward_passes(method, preset)
         sec = seconds_per_pass(r)
         rows.append({
-            "method": method.name, "network": r.extra.get("display", need.spec.name) if r else need.spec.name,
+            "method": method.name,
+            "network": r.extra.get("display", need.spec.name) if r else need.spec.name,
             "networks": method.networks, "per_network": per_network, "passes": passes,
             "slice_wise": method.slice_wise, "seconds_per_pass": sec,
             "seconds_per_ct": passes * sec if sec else None,

@@ -49,8 +49,9 @@ def cpu_sample(stat: Path = Path("/proc/stat")) -> CpuSample | None:
     user, nice, system, _idle, _iowait, irq, softirq, steal = ticks[:8]
     hz = os.sysconf("SC_CLK_TCK")
     own = os.times()
-    return CpuSample(wall=time.monotonic(), machine_busy=(user + nice + system + irq + softirq) / hz,
-                     steal=steal / hz, own=own.user + own.system)
+    busy = (user + nice + system + irq + softirq) / hz
+    return CpuSample(wall=time.monotonic(), machine_busy=busy, steal=steal / hz,
+                     own=own.user + own.system)
 
 
 def contention(before: CpuSample | None, after: CpuSample | None) -> dict[str, Any] | None:
@@ -327,7 +328,7 @@ def time_whole_runs(run: Callable[[int], Any], repeats: int,
     seconds: list[float] = []
     results: list[Any] = []
     for i in range(repeats):
-        out, dt = time_call(lambda: run(i), clock)
+        out, dt = time_call(lambda i=i: run(i), clock)
         seconds.append(dt)
         results.append(out)
     return WholeRuns(seconds=seconds, results=results)

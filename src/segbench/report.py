@@ -13,8 +13,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from tabulate import tabulate
 
-from segbench.analysis import (dice_drops, dice_verdicts, fastest, model_key,  # noqa: F401
-                               significant, speedups)
+from segbench.analysis import dice_drops, dice_verdicts, fastest, model_key, significant, speedups  # noqa: F401
 from segbench.fidelity import AGREEMENT_THRESHOLD, below_threshold
 from segbench.machine import describe
 from segbench.results import Record, ResultsFile
@@ -193,7 +192,8 @@ def provenance(results: ResultsFile) -> str:
                         for p in (r.protocol for r in results.records) if p})
     timed = "; ".join(f"{n} repeats of >= {sec:g} s and >= {calls} calls"
                       for n, sec, calls in protocols) or "?"
-    quick = " **quick smoke run, not for publication**" if any(r.quick for r in results.records) else ""
+    quick = (" **quick smoke run, not for publication**"
+             if any(r.quick for r in results.records) else "")
     contended = sum(1 for r in results.records if r.timing and r.timing.get("contended"))
     busy = f" {contended} rows were timed while other work ran (`contended`)." if contended else ""
     return (f"Measured on {describe(m)} ({m.get('memory_gib', '?')} GiB; {isa}), "

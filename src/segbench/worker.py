@@ -15,8 +15,8 @@ from typing import Any
 from segbench import fidelity, machine, scenarios
 from segbench.cell import Cell
 from segbench.measure import time_call
-from segbench.scenarios import Forward
 from segbench.results import Record, write_json_atomic
+from segbench.scenarios import Forward
 
 MEMORY_HEADROOM = 1.5  # runtimes keep copies (fused weights, arenas): estimate x this must fit
 

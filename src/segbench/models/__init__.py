@@ -54,7 +54,9 @@ class ModelSpec:
 
     @property
     def label(self) -> str:
-        return self.name if self.family in ("encoder", "3d", "testing") else f"{self.name}+{self.family}"
+        if self.family in ("encoder", "3d", "testing"):
+            return self.name
+        return f"{self.name}+{self.family}"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -8,8 +8,8 @@ import timm
 import torch
 from torch import nn
 
-from segbench.models import make_input, reparameterize, settle_batchnorm
 from segbench.footprint import count_params
+from segbench.models import make_input, reparameterize, settle_batchnorm
 
 # Every encoder of the original documents' encoder tables, plus EfficientNet-B0 as a common
 # reference. Keys are timm names; --models takes them as they are.

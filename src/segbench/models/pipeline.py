@@ -21,7 +21,6 @@ import torch
 from torch import nn
 
 from segbench.labels import DEFAULT_BLOCK_ROWS, REFERENCE_PATH, LabelNet, check_path
-from segbench.models.decoders import SemanticFPN
 from segbench.models.encoders import ENCODERS, prepare_for_inference
 from segbench.models.seg2d import FAMILIES as SEG2D_FAMILIES
 

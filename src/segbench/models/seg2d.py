@@ -20,8 +20,7 @@ from torch import nn
 from segbench.footprint import count_params
 from segbench.models import reparameterize
 from segbench.models.decoders import SemanticFPN, UNetDecoder
-from segbench.models.encoders import (ENCODERS, EncoderOnly, create_backbone,
-                                      prepare_for_inference)
+from segbench.models.encoders import ENCODERS, EncoderOnly, create_backbone, prepare_for_inference
 
 Decoder = SemanticFPN | UNetDecoder
 

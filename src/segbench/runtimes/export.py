@@ -8,9 +8,9 @@ Exporter choice: the torch.export-based ("dynamo") exporter is the default. Unde
 both it and the legacy TorchScript exporter (``dynamo=False``) export every seed timm encoder
 with matching outputs, but the legacy one is deprecated (a DeprecationWarning on every call)
 and traces a single branch of data-dependent Python control flow with only a warning, where the
-dynamo exporter refuses; the dynamo graphs also come out already optimised (fewer nodes). It is slower
-(seconds rather than a fraction of one), which only lands in ``prepare_s``. ``exporter="legacy"``
-remains an option for a model the dynamo exporter cannot take.
+dynamo exporter refuses; the dynamo graphs also come out already optimised (fewer nodes). It is
+slower (seconds rather than a fraction of one), which only lands in ``prepare_s``.
+``exporter="legacy"`` remains an option for a model the dynamo exporter cannot take.
 """
 
 from __future__ import annotations

@@ -26,8 +26,7 @@ from torch import nn
 from segbench import TELEMETRY_BLOCKED, machine
 from segbench.runtimes import Prepared
 from segbench.runtimes import calibration as calib
-from segbench.runtimes.export import (DEFAULT_EXPORTER, export_onnx, remove_dir, scratch_dir,
-                                      stage)
+from segbench.runtimes.export import DEFAULT_EXPORTER, export_onnx, remove_dir, scratch_dir, stage
 
 DEVICE = "CPU"
 PRESETS = ("performance", "mixed")

@@ -24,8 +24,14 @@ from torch import nn
 
 from segbench.runtimes import Prepared
 from segbench.runtimes import calibration as calib
-from segbench.runtimes.export import (DEFAULT_EXPORTER, export_onnx, remove_dir, root_cause,
-                                      scratch_dir, stage)
+from segbench.runtimes.export import (
+    DEFAULT_EXPORTER,
+    export_onnx,
+    remove_dir,
+    root_cause,
+    scratch_dir,
+    stage,
+)
 
 ACTIVATION_TYPES = {"quint8": ortq.QuantType.QUInt8, "qint8": ortq.QuantType.QInt8}
 DEFAULT_ACTIVATION = "quint8"

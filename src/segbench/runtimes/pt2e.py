@@ -34,7 +34,9 @@ def quantize_pt2e(model: nn.Module, example: torch.Tensor, arrays: Sequence[Any]
     """Export, annotate with the x86 inductor quantiser, calibrate, convert."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
     from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
-        X86InductorQuantizer, get_default_x86_inductor_quantization_config)
+        X86InductorQuantizer,
+        get_default_x86_inductor_quantization_config,
+    )
 
     with stage("torch.export"), torch.no_grad():
         graph = torch.export.export(model.eval(), (example,), strict=False).module()

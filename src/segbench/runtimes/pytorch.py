@@ -39,8 +39,11 @@ class TorchRuntime:
                 channels_last: bool = True) -> Prepared:
         torch.set_num_threads(threads)
         fmt = _memory_format(example, channels_last)
-        model = model.eval().to(memory_format=fmt) if fmt != torch.contiguous_format else model.eval()
-        info: dict[str, Any] = {"torch": torch.__version__, "memory_format": str(fmt).split(".")[-1]}
+        model = model.eval()
+        if fmt != torch.contiguous_format:
+            model = model.to(memory_format=fmt)
+        info: dict[str, Any] = {"torch": torch.__version__,
+                                "memory_format": str(fmt).split(".")[-1]}
         if self.compiled:
             import torch._inductor.config as inductor_config
 
