@@ -9,8 +9,9 @@ its output is (``out_channels``) and at which stride it leaves the image (``outp
 
 The originals published parameter totals (encoder + decoder, classifier excluded) but not their
 code; the variants below are the ones whose totals reproduce those tables, which is how the
-ambiguous points of the written spec (seeds/003) were settled. Counts are taken after
-RepVGG/MobileOne reparameterisation, as the originals counted them.
+ambiguous points of the written UNet decoder specification the project started from were
+settled. Counts are taken after RepVGG/MobileOne reparameterisation, as the originals counted
+them.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ class UpBlock(nn.Module):
 
 
 class UNetDecoder(nn.Module):
-    """UNet decoder of seeds/003: all five levels C1..C5 (strides 2..32), four up-steps.
+    """UNet decoder of the original specification: all five levels C1..C5 (strides 2..32),
+    four up-steps.
 
     Interpretation (the spec leaves these open; this is the one that lands on the originals'
     parameter table):
