@@ -13,7 +13,7 @@ def record(spec: ModelSpec, spatial, seconds: float, loop=False, **extra) -> Rec
     channels = 1 if spec.family == "3d" else 3
     return Record(benchmark="2d_vs_3d", key=f"{spec.family}|{spec.name}|{spec.classes}|eager",
                   model=spec.label, runtime="eager", shape=[1, channels, *spatial], batch=1,
-                  threads=2, classes=spec.classes, family=spec.family,
+                  threads=2, classes=spec.classes, family=spec.family, name=spec.name,
                   timing={"throughput": 1 / seconds}, memory={"forward_peak_bytes": 2**30},
                   extra={"loop": loop, **extra})
 

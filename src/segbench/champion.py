@@ -31,6 +31,7 @@ from tabulate import tabulate
 
 from segbench.report import DASH, num, status_text
 from segbench.results import Record
+from segbench.runtimes import REFERENCE
 
 ORIGINAL = "mobilenetv4_conv_small"
 BASELINE = {"network": ORIGINAL, "width": 128, "runtime": "ort-fp32", "path": "full",
@@ -187,7 +188,7 @@ def reference_dice(records: Sequence[Record]) -> dict[tuple, float]:
     out = {}
     for r in _pipeline_records(records):
         row = _row_of(r)
-        if r.ok and row.get("runtime") == "eager" and row.get("path") == "full" \
+        if r.ok and row.get("runtime") == REFERENCE and row.get("path") == "full" \
                 and r.extra.get("dice") is not None:
             out[_key(r)] = r.extra["dice"]
     return out

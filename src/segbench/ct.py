@@ -79,8 +79,8 @@ def find(records: Sequence[Record], spec: ModelSpec, spatial: Sequence[int], run
 
 
 def network_name(r: Record) -> str:
-    """The network's name inside its family (older records carry it only in their key)."""
-    return r.name or r.key.split("|")[1]
+    """The network's name inside its family."""
+    return r.name
 
 
 def seconds_per_pass(r: Record | None) -> float | None:

@@ -37,6 +37,7 @@ import torch
 from torch.nn import functional as F
 
 from segbench import volume
+from segbench.runtimes import REFERENCE
 
 CACHE_DIR = Path(__file__).resolve().parents[2] / "cache" / "whole_ct"
 
@@ -619,7 +620,7 @@ class LoopScenario:
             out["dice"] = mean_dice(ct.truth, labels)
         ref_key = sc.get("reference")
         if ref_key:
-            if cell.runtime == "eager":
+            if cell.runtime == REFERENCE:
                 save_reference(ref_key, labels)
                 out["agreement_vs_eager"] = 100.0
             else:

@@ -25,6 +25,7 @@ from segbench.measure import Protocol
 from segbench.models import ModelSpec
 from segbench.report import DASH, num
 from segbench.results import Record
+from segbench.runtimes import REFERENCE
 
 FAST_PATCH = volume.FAST_PATCH  # (112, 112, 128), TotalSegmentator --fast's plans
 PATCH_128 = (128, 128, 128)
@@ -304,7 +305,7 @@ def _secs(x: float | None) -> str:
 
 def per_ct_rows(records: Sequence[Record]) -> list[list[str]]:
     base = _find(records, "2d-original", "ort-fp32")
-    fast = _find(records, "totalseg-fast", "eager")
+    fast = _find(records, "totalseg-fast", REFERENCE)
     base_s = seconds_per_ct(base) if base else None
     fast_s = seconds_per_ct(fast) if fast else None
     rows = []
