@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from segbench.models.nets3d import PLAIN_UNETS, STUNET_PATCH, STUNET_SPACING_MM, TOTALSEG_PARTS
+
 SIGMA_SCALE = 1 / 8  # nnU-Net: Gaussian sigma = patch / 8 per axis
 
 # --------------------------------------------------------------------------------------------
@@ -288,19 +290,27 @@ class Method:
         return len(mirror_axes(self.dims, self.mirror))
 
 
-TOTALSEG_PATCH = (128, 128, 128)
-STUNET_PATCH = (128, 128, 128)
-FAST_PATCH = (112, 112, 128)  # TotalSegmentator --fast (Dataset297) plans, (z, y, x)
+# The networks' plans (patch, spacing) live with the networks in nets3d; the inference
+# settings (tile step, mirroring) are the tools' and live here.
+TOTALSEG_PATCH = PLAIN_UNETS["totalseg-1.5mm"].patch
+TOTALSEG_SPACING_MM = PLAIN_UNETS["totalseg-1.5mm"].spacing_mm
+FAST_PATCH = PLAIN_UNETS["totalseg-3mm"].patch  # TotalSegmentator --fast (Dataset297) plans
+FAST_SPACING_MM = PLAIN_UNETS["totalseg-3mm"].spacing_mm
+TOTALSEG_STEP = 0.8  # TotalSegmentator's tile step for every total* task (v2.16.0 on)
+NNUNET_STEP = 0.5  # nnU-Net's predictor default, also STU-Net's
 
 METHODS_3D: tuple[Method, ...] = (
     # five 1.5 mm "part" networks (organs, vertebrae, cardiac, muscles, ribs); TotalSegmentator
     # runs nnU-Net's predictor with step 0.8 and mirroring off to stay fast
-    Method("TotalSegmentator", "totalseg-1.5mm", 5, 1.5, TOTALSEG_PATCH, 0.8, False),
-    Method("TotalSegmentator --fast", "totalseg-3mm", 1, 3.0, FAST_PATCH, 0.8, False),
+    Method("TotalSegmentator", "totalseg-1.5mm", len(TOTALSEG_PARTS), TOTALSEG_SPACING_MM,
+           TOTALSEG_PATCH, TOTALSEG_STEP, False),
+    Method("TotalSegmentator --fast", "totalseg-3mm", 1, FAST_SPACING_MM, FAST_PATCH,
+           TOTALSEG_STEP, False),
     # what nnU-Net's predictor does by default: half-patch steps and 8-fold mirroring
-    Method("nnU-Net defaults", "totalseg-1.5mm", 1, 1.5, TOTALSEG_PATCH, 0.5, True),
-    Method("STU-Net-S", "stunet-s", 1, 1.5, STUNET_PATCH, 0.5, False),
-    Method("STU-Net-B", "stunet-b", 1, 1.5, STUNET_PATCH, 0.5, False),
+    Method("nnU-Net defaults", "totalseg-1.5mm", 1, TOTALSEG_SPACING_MM, TOTALSEG_PATCH,
+           NNUNET_STEP, True),
+    Method("STU-Net-S", "stunet-s", 1, STUNET_SPACING_MM, STUNET_PATCH, NNUNET_STEP, False),
+    Method("STU-Net-B", "stunet-b", 1, STUNET_SPACING_MM, STUNET_PATCH, NNUNET_STEP, False),
 )
 
 

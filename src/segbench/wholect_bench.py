@@ -23,12 +23,17 @@ from segbench import volume, wholect
 from segbench.cell import Cell
 from segbench.measure import Protocol
 from segbench.models import ModelSpec
+from segbench.models.nets3d import (
+    STUNET_PATCH,
+    STUNET_SPACING_MM,
+    TOTALSEG_FAST_OUTPUTS,
+    TOTALSEG_PARTS,
+)
 from segbench.report import DASH, num
 from segbench.results import Record
 from segbench.runtimes import REFERENCE
 
 FAST_PATCH = volume.FAST_PATCH  # (112, 112, 128), TotalSegmentator --fast's plans
-PATCH_128 = (128, 128, 128)
 QUICK_CT = {"kind": "phantom", "shape": [48, 96, 96], "spacing": [3.0, 3.0, 3.0],
             "seed": wholect.PHANTOM_SEED}
 FULL_CT = {"kind": "phantom", "shape": list(wholect.PHANTOM_SHAPE),
@@ -79,28 +84,35 @@ METHODS: list[MethodSpec] = [
                _2d(BEST_2D[0], BEST_2D[3], BEST_2D[2]), (BEST_2D[1],), "dice",
                note=f"batch {BEST_2D[3]}, path {BEST_2D[2]}"),
     MethodSpec("totalseg-fast", "TotalSegmentator --fast (3 mm)", "3d-phantom", "totalseg-3mm",
-               _3d("totalseg-3mm", 118, 3.0, FAST_PATCH, 0.8), FAST_RUNTIMES, "dice",
+               _3d("totalseg-3mm", TOTALSEG_FAST_OUTPUTS, volume.FAST_SPACING_MM, FAST_PATCH,
+                   volume.TOTALSEG_STEP), FAST_RUNTIMES, "dice",
                quick=True, not_run=("compile", "ort-int8", "compile-int8"),
                note="labels back by nearest"),
     MethodSpec("totalseg-fast-probs", "TotalSegmentator --fast, probabilities resampled back",
                "3d-phantom", "totalseg-3mm",
-               _3d("totalseg-3mm", 118, 3.0, FAST_PATCH, 0.8, back="probabilities"),
+               _3d("totalseg-3mm", TOTALSEG_FAST_OUTPUTS, volume.FAST_SPACING_MM, FAST_PATCH,
+                   volume.TOTALSEG_STEP, back="probabilities"),
                ("eager",), "dice", note="nnU-Net's way back: logits resampled, then argmax"),
     MethodSpec("totalseg-default", "TotalSegmentator default (5 part networks, 1.5 mm)", "3d",
-               "totalseg-1.5mm", _3d("totalseg-1.5mm", 25, 1.5, PATCH_128, 0.8),
+               "totalseg-1.5mm",
+               _3d("totalseg-1.5mm", TOTALSEG_PARTS["organs"][1], volume.TOTALSEG_SPACING_MM,
+                   volume.TOTALSEG_PATCH, volume.TOTALSEG_STEP),
                ("eager", "openvino-bf16"), "agreement", networks=5, long=True,
                not_run=("compile-bf16", "ort-fp32", "openvino-int8"),
                note="organs part (25 outputs) run, x5 for the five parts"),
     MethodSpec("stunet-s", "STU-Net-S (1.5 mm, step 0.5)", "3d", "stunet-s",
-               _3d("stunet-s", 118, 1.5, PATCH_128, 0.5), ("eager", "openvino-bf16"),
+               _3d("stunet-s", TOTALSEG_FAST_OUTPUTS, STUNET_SPACING_MM, STUNET_PATCH,
+                   volume.NNUNET_STEP), ("eager", "openvino-bf16"),
                "agreement", long=True, not_run=("compile-bf16", "ort-fp32", "openvino-int8")),
     MethodSpec("stunet-b", "STU-Net-B (1.5 mm, step 0.5)", "3d", "stunet-b",
-               _3d("stunet-b", 118, 1.5, PATCH_128, 0.5), ("openvino-bf16",), "agreement",
+               _3d("stunet-b", TOTALSEG_FAST_OUTPUTS, STUNET_SPACING_MM, STUNET_PATCH,
+                   volume.NNUNET_STEP), ("openvino-bf16",), "agreement",
                long=True, not_run=("eager", "compile-bf16", "ort-fp32", "openvino-int8"),
                note="eager loop (~15 min) left out: no FP32 reference for agreement"),
 ]
 ALL_RUNTIMES = list(dict.fromkeys(r for m in METHODS for r in m.runtimes))
-NNUNET_DEFAULTS = ("totalseg-default", 0.5, True)  # estimate: that network, step 0.5, mirroring
+# estimate: that network, nnU-Net's default step, mirroring
+NNUNET_DEFAULTS = ("totalseg-default", volume.NNUNET_STEP, True)
 
 # --------------------------------------------------------------------------------------------
 # Weights
