@@ -10,9 +10,7 @@ from segbench.volume import (
     PRESETS,
     forward_passes,
     gaussian_importance_map,
-    methods,
     resampled_shape,
-    seconds_per_ct,
     sliding_window_predict,
     tile_count,
     tile_starts,
@@ -200,7 +198,7 @@ def test_presets_resampled_to_the_networks_grids():
 
 
 def by_name(name):
-    return {m.name: m for m in methods("resnet18+unet")}[name]
+    return {m.name: m for m in (*METHODS_3D, volume.slice_wise("resnet18+unet"))}[name]
 
 
 @pytest.mark.parametrize("name, preset, per_network, total", [
@@ -222,15 +220,6 @@ def by_name(name):
 ])
 def test_forward_passes_by_hand(name, preset, per_network, total):
     assert forward_passes(by_name(name), preset) == (per_network, total)
-
-
-def test_seconds_per_ct_multiplies_passes():
-    assert seconds_per_ct(by_name("TotalSegmentator"), CT_280, 0.5) == pytest.approx(67.5)
-
-
-def test_pass_input_shapes():
-    assert volume.pass_input_shape(by_name("TotalSegmentator --fast"), CT_280) == (112, 112, 128)
-    assert volume.pass_input_shape(by_name("2D slice-wise (resnet18+unet)"), CT_280) == (512, 512)
 
 
 def test_3d_methods_name_real_networks():

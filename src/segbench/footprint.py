@@ -21,18 +21,6 @@ def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def count_flops(model: nn.Module, example: torch.Tensor) -> int:
-    """Forward FLOPs (a multiply-add counts 2) as torch's FlopCounterMode counts them.
-
-    Convolutions, transposed convolutions and matmuls are counted; element-wise ops, norms and
-    interpolation are not, which is the usual convention for GFLOPs tables.
-    """
-    counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
-        model(example)
-    return int(counter.get_total_flops())
-
-
 def _tensors(obj: Any):
     if isinstance(obj, torch.Tensor):
         yield obj

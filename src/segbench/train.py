@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -218,11 +217,6 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     """Load a :func:`save_weights` file into ``model`` (strict: every tensor must match)."""
     model.load_state_dict(load_file(str(path)), strict=True)
     return model
-
-
-def read_metadata(path: str | Path) -> dict[str, str]:
-    with safe_open(str(path), framework="pt") as f:
-        return dict(f.metadata() or {})
 
 
 def weights_path(name: str, steps: int, batch: int, size: int, lr: float, seed: int,

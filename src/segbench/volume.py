@@ -319,18 +319,6 @@ def slice_wise(model_2d: str) -> Method:
     return Method(f"2D slice-wise ({model_2d})", model_2d, 1, None, None, 1.0, False)
 
 
-def methods(model_2d: str) -> list[Method]:
-    """Every whole-CT method the 2d_vs_3d comparison shows, with ``model_2d`` as the 2D one."""
-    return [*METHODS_3D, slice_wise(model_2d)]
-
-
-def pass_input_shape(method: Method, preset: VolumePreset) -> tuple[int, ...]:
-    """Spatial shape of one forward pass's input: the patch, or one axial slice."""
-    if method.patch is None:
-        return preset.shape[1:]
-    return method.patch
-
-
 def forward_passes(method: Method, preset: VolumePreset) -> tuple[int, int]:
     """(tiles or slices per network, total forward passes) to segment ``preset`` with ``method``.
 
@@ -345,7 +333,3 @@ def forward_passes(method: Method, preset: VolumePreset) -> tuple[int, int]:
         per_network = tile_count(grid, method.patch, method.step)
     return per_network, per_network * method.networks * method.passes_per_tile
 
-
-def seconds_per_ct(method: Method, preset: VolumePreset, seconds_per_pass: float) -> float:
-    """Network time for one CT, from the measured time of one forward pass of its input shape."""
-    return forward_passes(method, preset)[1] * seconds_per_pass

@@ -21,10 +21,6 @@ from segbench.scenarios import Forward
 MEMORY_HEADROOM = 1.5  # runtimes keep copies (fused weights, arenas): estimate x this must fit
 
 
-class StageError(Exception):
-    pass
-
-
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
@@ -221,7 +217,7 @@ def _prepare_and_measure(module: Any, example: Any, cell: Cell, scenario: Forwar
     input (for fidelity) when asked.
     """
     from segbench import runtimes
-    from segbench.measure import measure, time_call
+    from segbench.measure import measure
 
     runtime = runtimes.get(cell.runtime)
     options = {**cell.runtime_options,

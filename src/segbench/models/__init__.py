@@ -166,6 +166,3 @@ def reparameterize(model: nn.Module) -> nn.Module:
 
     return reparameterize_model(model)
 
-
-def valid_size(spec: ModelSpec, size: int) -> bool:
-    return size > 0 and size % family(spec.family).size_multiple == 0
