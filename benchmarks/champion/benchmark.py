@@ -11,7 +11,7 @@ practical GFLOP/s per precision in the same run, and the champion is the fastest
 
 from dataclasses import asdict
 
-from segbench import champion
+from segbench import champion, runtimes
 from segbench.bench import Benchmark, main
 from segbench.models import ModelSpec
 
@@ -54,12 +54,9 @@ def make_cells(bench, opts):
     for runtime in probes:
         cell = bench.cell(ModelSpec("probe", champion.PROBE, opts.classes), runtime, opts,
                           fidelity=False)
-        if runtime.endswith("int8"):
-            cell.runtime_options = {"calibration": 2}
+        cell.runtime_options = runtimes.accepted(runtime, {"calibration": 2})
         cell.shape = settings.probe_shape
         cells.append(cell)
-    if not getattr(opts, "dry_run", False):
-        champion.train_networks([c.model for c in cells])
     return cells
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from segbench import cli, machine, report, runtimes
+from segbench import cli, machine, report, runtimes, weights
 from segbench.cell import Cell
 from segbench.isolate import run_isolated
 from segbench.measure import Protocol
@@ -247,6 +247,7 @@ def run(bench: Benchmark, opts: cli.Options, results: ResultsFile, path: Path,
         cells: list[Cell] | None = None) -> list[Record]:
     """Every cell in its own process; the file is saved after each one."""
     cells = bench.make_cells(opts) if cells is None else cells
+    weights.prepare([cell.model for cell in cells])  # before any cell, never under a timeout
     expected = estimates(cells, past_records(results, path)[0])
     done: list[Record] = []
     took: list[float] = []  # wall seconds of each finished cell, for the progress line only

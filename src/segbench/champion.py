@@ -22,7 +22,6 @@ row's achieved GFLOP/s can be given as a share of this CPU's practical peak.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -122,27 +121,6 @@ def network_name(network: str, width: int) -> str:
     from segbench.models.pipeline import pipeline_name
 
     return pipeline_name(network, width)
-
-
-def train_networks(specs: Sequence[Any], log: Any = sys.stderr) -> None:
-    """Train (or load from cache) every distinct network before any cell runs, with progress
-    lines; cells then find the weights in the cache."""
-    import torch
-
-    from segbench.models import build_trainable
-    from segbench.train import train_or_load
-
-    seen: set[str] = set()
-    todo = []
-    for spec in specs:
-        if spec.label not in seen and spec.options.get("train"):
-            seen.add(spec.label)
-            todo.append(spec)
-    for i, spec in enumerate(todo, 1):
-        print(f"weights [{i}/{len(todo)}] {spec.label} ...", file=log, flush=True)
-        torch.set_num_threads(torch.get_num_threads())
-        train_or_load(build_trainable(spec), spec.label, classes=spec.classes,
-                      **spec.options["train"])
 
 
 # --- reading a run's records --------------------------------------------------------------------

@@ -30,7 +30,6 @@ from torch import nn
 
 from segbench.data.phantom import PHANTOM_VERSION, PhantomDataset
 from segbench.fidelity import dice_per_label
-from segbench.runtimes import to_numpy
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "cache" / "weights"
 SEED_STREAM = 10**6  # training phantoms per seed: seed s trains on train indices s*SEED_STREAM...
@@ -158,6 +157,8 @@ def _labels_of(output: Any, classes: int) -> np.ndarray:
             return output.numpy().astype(np.int64)
     elif np.ndim(output) == 3 and not np.issubdtype(np.asarray(output).dtype, np.floating):
         return np.asarray(output).astype(np.int64)
+    from segbench.runtimes import to_numpy  # only to score outputs; building imports no runtime
+
     logits = to_numpy(output)
     if logits.shape[1] != classes:
         raise ValueError(f"predict gives {logits.shape[1]} channels, expected {classes}")

@@ -166,25 +166,6 @@ def model_spec(method: MethodSpec, ct: dict[str, Any], quick: bool) -> ModelSpec
     return ModelSpec(method.family, method.network, classes)
 
 
-def prepare_weights(specs: Sequence[ModelSpec]) -> None:
-    """Train (or find cached) every trained network before any cell runs, with progress."""
-    from segbench.models import build_model
-
-    seen = set()
-    for spec in specs:
-        if "train" not in spec.options and "recipe" not in spec.options:
-            continue
-        key = json.dumps([spec.family, spec.name, spec.classes,
-                          spec.options.get("train") or spec.options.get("recipe")],
-                         sort_keys=True)
-        if key in seen:
-            continue
-        seen.add(key)
-        print(f"weights: {spec.label} ({spec.classes} classes) ...", file=sys.stderr, flush=True)
-        build_model(spec)
-        print(f"weights: {spec.label} ready", file=sys.stderr, flush=True)
-
-
 # --------------------------------------------------------------------------------------------
 # Cells
 
@@ -262,7 +243,6 @@ def make_cells(bench: Any, opts: Any) -> list[Cell]:
         if ct["kind"] == "phantom":
             print("phantom CT ...", file=sys.stderr, flush=True)
             wholect.load_ct(ct)  # made once and cached, not once per cell
-        prepare_weights([c.model for c in cells])
     return cells
 
 
