@@ -12,7 +12,7 @@ def test_each_trained_network_is_prepared_once_and_random_ones_never(monkeypatch
     monkeypatch.setattr(weights, "build_model", lambda spec: built.append(spec.label))
     recipe = {"train": {"steps": 2, "size": 64}}
     specs = [ModelSpec("fpn", "resnet18", 3, dict(recipe)),
-             ModelSpec("fpn", "resnet18", 3, dict(recipe)),  # the same network again
+             ModelSpec("fpn", "resnet18", 3, {**recipe, "path": "lowres"}),  # same weights
              ModelSpec("fpn", "resnet18", 3, {"train": {"steps": 3, "size": 64}}),
              ModelSpec("fpn", "regnetx_004", 3),  # random weights: nothing to do
              ModelSpec("3d-phantom", "totalseg-3mm", 4, {"recipe": {"steps": 1}})]

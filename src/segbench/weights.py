@@ -25,14 +25,16 @@ def trained(spec: ModelSpec) -> bool:
 
 
 def distinct(specs: Sequence[ModelSpec]) -> list[ModelSpec]:
-    """The trained networks among ``specs``, each once (same family, name, classes, recipe)."""
+    """The trained networks among ``specs``, each once: same family, name, classes and recipe
+    (options that do not choose weights, such as an output path, do not make another one)."""
     seen: set[str] = set()
     out = []
     for spec in specs:
         if not trained(spec):
             continue
-        key = json.dumps([spec.family, spec.name, spec.classes, spec.options],
-                         sort_keys=True, default=str)
+        recipe = {k: spec.options[k] for k in WEIGHT_OPTIONS if k in spec.options}
+        key = json.dumps([spec.family, spec.name, spec.classes, recipe], sort_keys=True,
+                         default=str)
         if key not in seen:
             seen.add(key)
             out.append(spec)
