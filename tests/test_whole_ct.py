@@ -183,3 +183,22 @@ def test_a_whole_ct_cell_runs_in_the_worker():
     assert set(record.extra["stages_s"]) == {"window", "predict", "argmax"}
     assert 0 <= record.extra["dice"] <= 1
     assert record.extra["loops_run"] == 2  # the warm-up loop and one timed loop
+
+
+def test_per_ct_headline_skips_runtimes_that_change_the_output():
+    from segbench import wholect_bench as wb
+    from segbench.results import Record
+
+    def loop(method, runtime, seconds, **extra):
+        return Record(benchmark="whole_ct", key=f"{method}|{runtime}", model=method,
+                      runtime=runtime, shape=[1], batch=1, threads=2,
+                      timing={"throughput": 1 / seconds, "latency_p50_ms": seconds * 1e3},
+                      extra={"method": method, "networks": 1, **extra})
+
+    records = [loop("2d-original", "ort-fp32", 20.0, dice=0.9),
+               loop("totalseg-fast", "eager", 40.0, dice=0.5),
+               loop("totalseg-fast", "openvino-int8", 10.0, dice=0.1, dice_vs_eager=0.2),
+               loop("totalseg-fast", "openvino-bf16", 15.0, dice=0.5, dice_vs_eager=0.97)]
+    line = wb.headline(records)[0]
+    assert "15 s under openvino-bf16" in line and "openvino-int8" not in line
+    assert not wb.keeps_output(records[2]) and wb.keeps_output(records[1])
