@@ -196,6 +196,17 @@ def memory_class(gib: float | None) -> int | None:
     return 2 ** round(math.log2(gib))
 
 
+def peak_rss_bytes() -> int | None:
+    """This process's resident-set high-water mark (VmHWM), or None where /proc lacks it."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def available_memory_bytes() -> int:
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from segbench import volume
+from segbench import machine, volume
 from segbench.runtimes import REFERENCE
 
 CACHE_DIR = Path(__file__).resolve().parents[2] / "cache" / "whole_ct"
@@ -499,16 +499,6 @@ def reset_peak_rss() -> bool:
         return False
 
 
-def peak_rss_bytes() -> int | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
 @dataclass
 class LoopLog:
     """What the last loop of a cell left behind for the evaluation after timing."""
@@ -583,7 +573,7 @@ class LoopScenario:
                 stages = StageClock()
                 log.peak_reset = reset_peak_rss()
                 labels = run(call, ct, pipe, stages)
-                log.peak_rss = peak_rss_bytes()
+                log.peak_rss = machine.peak_rss_bytes()
                 log.stages, log.labels = dict(stages.seconds), labels
                 log.loops += 1
                 return labels

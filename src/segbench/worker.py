@@ -27,13 +27,8 @@ def _one_line(exc: BaseException) -> str:
 
 
 def peak_rss_mb() -> float | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
+    peak = machine.peak_rss_bytes()
+    return None if peak is None else peak / 2**20
 
 
 def blank_record(cell: Cell) -> Record:
