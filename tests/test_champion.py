@@ -123,6 +123,34 @@ def test_champion_is_the_fastest_row_within_the_dice_tolerance():
     assert "Champion:" in champion.headline(records)
 
 
+def test_the_champion_without_a_breakdown_is_timed_again_in_stages(bench):
+    parts = {"encoder": {"throughput": 100.0}, "upto_decoder": {"throughput": 25.0},
+             "upto_logits": {"throughput": 20.0}}
+    records = [_record("baseline", "ort-fp32", "full", 1, 10.0, 0.900, parts=parts),
+               _record("batch", "compile-int8", "full", 8, 40.0, 0.899, precision="int8")]
+    row = champion.needs_breakdown(records)
+    assert row is not None and row.parts and (row.runtime, row.batch) == ("compile-int8", 8)
+    opts = bench.parse(["--dry-run"])
+    (cell,) = bench.follow_up(bench, opts, records)
+    assert cell.parts == champion.STAGES and cell.shape[0] == 8
+    # the same key as the search's row: its record is replaced, not duplicated
+    search = [c for c in bench.make_cells(opts) if c.extra.get("row", {}).get("stage") == "batch"
+              and c.runtime == "compile-int8" and c.shape[0] == 8
+              and c.model.options["path"] == "full"]
+    assert [c.key for c in search] == [cell.key]
+    # a champion already timed in stages (here the baseline itself) needs nothing more
+    assert champion.needs_breakdown(records[:1]) is None
+    assert bench.follow_up(bench, opts, records[:1]) == []
+
+
+def test_trained_rows_use_the_learnable_phantoms(bench):
+    from segbench.data.phantom import WIDE_HEAD_ORGANS
+
+    cell = _cells(bench, ["--quick"])[0]
+    assert cell.model.classes == 117
+    assert cell.model.options["train"]["organs"] == WIDE_HEAD_ORGANS < 116
+
+
 def test_evaluate_takes_label_maps_and_finetune_caches(tmp_path):
     from torch import nn
 

@@ -66,9 +66,40 @@ def test_soft_dice_loss_is_zero_for_a_confident_perfect_prediction():
     assert tr.soft_dice_loss(background.float(), labels).item() == pytest.approx(expected)
 
 
-def oracle(n, classes, good=True):
+def test_soft_dice_loss_over_the_data_organs_ignores_channels_no_pixel_uses():
+    # 2 organs in the data, a 5-channel head: channels 3 and 4 are never a label
+    labels = torch.tensor([[[0, 1], [2, 1]]])
+    perfect = 50.0 * torch.nn.functional.one_hot(labels, 5).movedim(-1, 1).float()
+    assert tr.soft_dice_loss(perfect, labels, organs=2).item() == pytest.approx(0.0, abs=1e-4)
+    # over all four foreground channels the two unused ones count Dice 1 each: half the loss
+    wrong = 50.0 * torch.nn.functional.one_hot(torch.zeros_like(labels), 5).movedim(-1, 1)
+    narrow = tr.soft_dice_loss(wrong.float(), labels, organs=2).item()
+    wide = tr.soft_dice_loss(wrong.float(), labels).item()
+    assert narrow == pytest.approx(1.0 - (1 / 3 + 1 / 2) / 2)
+    assert wide == pytest.approx(narrow / 2)
+
+
+def test_a_wide_head_trains_and_scores_on_fewer_organs(tmp_path):
+    """organs < classes - 1: the phantoms have 2 organs, the head 4 channels; the cache key,
+    the data and the evaluation all follow ``organs``."""
+    model = tiny()
+    path = tr.train_or_load(model, "tiny", steps=2, batch=2, size=SIZE, classes=CLASSES,
+                            directory=tmp_path, log_every=0, organs=2)
+    assert "-c4-o2-" in path.name
+    default = tr.weights_path("tiny", 2, 2, SIZE, 3e-3, 0, CLASSES, tmp_path)
+    assert "-o" not in default.name.split("-c4")[1].split("-steps")[0]
+    result = tr.evaluate(oracle(2, CLASSES, organs=2), n=2, size=SIZE, classes=CLASSES,
+                         organs=2)
+    assert result["organs"] == 2
+    assert set(result["dice"]) == {1, 2} and result["mean_dice"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="organs must be 1..3"):
+        tr.train(tiny(), steps=1, batch=1, size=SIZE, classes=CLASSES, organs=4, log_every=0)
+
+
+def oracle(n, classes, good=True, organs=None):
     """A predict() that knows the eval labels (or gets every organ wrong)."""
-    labels = np.stack([lab for _, lab in PhantomDataset("eval", SIZE, n, organs=classes - 1)])
+    labels = np.stack([lab for _, lab in PhantomDataset("eval", SIZE, n,
+                                                        organs=organs or classes - 1)])
     calls = iter(range(n))
 
     def predict(x):

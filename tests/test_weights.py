@@ -2,6 +2,7 @@
 random-weight networks never, and a benchmark run asks for them before its first cell."""
 
 import io
+from types import SimpleNamespace
 
 from segbench import weights
 from segbench.models import ModelSpec
@@ -37,8 +38,41 @@ def test_a_run_prepares_weights_before_its_first_cell(monkeypatch, tmp_path):
                 runtime="eager", shape=(1, 3, 64, 64), threads=1)
     opts = cli.Options(models=[], runtimes=[], size=64, batch=1, threads=1, classes=3,
                        repeats=1, quick=True, out=tmp_path, timeout=1, list=False)
-    bench.run(None, opts, ResultsFile("b", {}), tmp_path / "b.json", [cell, cell])
+    plain = SimpleNamespace(follow_up=None)
+    bench.run(plain, opts, ResultsFile("b", {}), tmp_path / "b.json", [cell, cell])
     assert order == ["weights", "cell", "cell"]
+
+
+def test_follow_up_cells_run_after_the_matrix_and_replace_a_record(monkeypatch, tmp_path):
+    from segbench import bench, cli
+    from segbench.cell import Cell
+    from segbench.results import ResultsFile, load
+
+    monkeypatch.setattr(weights, "build_model", lambda spec: None)
+    ran = []
+    monkeypatch.setattr(bench, "run_with_retries",
+                        lambda cell, opts: ran.append(cell.parts) or _record(cell))
+
+    def cell(parts=()):
+        return Cell(benchmark="b", model=ModelSpec("fpn", "resnet18", 3), runtime="eager",
+                    shape=(1, 3, 64, 64), threads=1, parts=parts)
+
+    seen = []
+
+    def follow_up(b, opts, records):
+        seen.append([r.key for r in records])
+        return [cell(parts=("encoder",))]  # the first cell again, now in parts
+
+    other = Cell(benchmark="b", model=ModelSpec("fpn", "regnetx_004", 3), runtime="eager",
+                 shape=(1, 3, 64, 64), threads=1)
+    opts = cli.Options(models=[], runtimes=[], size=64, batch=1, threads=1, classes=3,
+                       repeats=1, quick=True, out=tmp_path, timeout=1, list=False)
+    done = bench.run(SimpleNamespace(follow_up=follow_up), opts, ResultsFile("b", {}),
+                     tmp_path / "b.json", [cell(), other])
+    assert ran == [(), (), ("encoder",)]
+    assert seen == [[cell().key, other.key]]
+    assert len(done) == 2  # the follow-up replaced the first cell's record
+    assert len(load(tmp_path / "b.json", "b").records) == 2
 
 
 def _record(cell):

@@ -47,6 +47,9 @@ class Benchmark:
     plots: Callable[[ResultsFile, Path], list[Path | None]] | None = None  # README figures
     valid_models: Sequence[str] = field(default=())
     tradeoff: bool = True  # its rows feed the README's speed-versus-size trade-off plots
+    # cells chosen from the finished cells' records (e.g. re-time the winner in parts); a
+    # follow-up cell with an earlier cell's key replaces that cell's record
+    follow_up: Callable[["Benchmark", cli.Options, list[Record]], list[Cell]] | None = None
 
     def __post_init__(self) -> None:
         if not self.valid_models:
@@ -249,20 +252,31 @@ def run(bench: Benchmark, opts: cli.Options, results: ResultsFile, path: Path,
     cells = bench.make_cells(opts) if cells is None else cells
     weights.prepare([cell.model for cell in cells])  # before any cell, never under a timeout
     expected = estimates(cells, past_records(results, path)[0])
-    done: list[Record] = []
+    done: dict[str, Record] = {}
     took: list[float] = []  # wall seconds of each finished cell, for the progress line only
     start = time.monotonic()
-    for i, cell in enumerate(cells, 1):
-        _progress(i, len(cells), cell, time.monotonic() - start, remaining(expected, took))
-        cell_start = time.monotonic()
-        record = run_with_retries(cell, opts)
-        took.append(time.monotonic() - cell_start)
-        _done(record)
-        results.upsert(record)
-        save(path, results)
-        done.append(record)
-    print(f"{len(cells)} cells in {time.monotonic() - start:.0f} s -> {path}", file=sys.stderr)
-    return done
+
+    def run_cells(todo: list[Cell], first: int, total: int) -> None:
+        for i, cell in enumerate(todo, first):
+            _progress(i, total, cell, time.monotonic() - start, remaining(expected, took))
+            cell_start = time.monotonic()
+            record = run_with_retries(cell, opts)
+            took.append(time.monotonic() - cell_start)
+            _done(record)
+            results.upsert(record)
+            save(path, results)
+            done[record.key] = record
+
+    run_cells(cells, 1, len(cells))
+    more = bench.follow_up(bench, opts, list(done.values())) if bench.follow_up else []
+    if more:
+        print(f"follow-up: {len(more)} more cell(s) chosen from the results",
+              file=sys.stderr, flush=True)
+        expected = [*expected, *estimates(more, [])]
+        run_cells(more, len(cells) + 1, len(cells) + len(more))
+    print(f"{len(cells) + len(more)} cells in {time.monotonic() - start:.0f} s -> {path}",
+          file=sys.stderr)
+    return list(done.values())
 
 
 def main(bench: Benchmark, argv: Sequence[str] | None = None) -> int:

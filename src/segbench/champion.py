@@ -66,12 +66,16 @@ class Settings:
     @classmethod
     def make(cls, quick: bool, size: int, eval_slices: int | None = None,
              calibration: int | None = None) -> "Settings":
+        from segbench.data.phantom import WIDE_HEAD_ORGANS
+
         if quick:
             recipe = {"steps": 8, "batch": 4, "size": 64, "lr": 3e-3, "seed": 0,
-                      "finetune": {"steps": 2, "size": size, "batch": 1}}
+                      "finetune": {"steps": 2, "size": size, "batch": 1},
+                      "organs": WIDE_HEAD_ORGANS}
             return cls(True, size, recipe, eval_slices or 2, calibration or 2, (1, 3, 64, 64))
         recipe = {"steps": 250, "batch": 8, "size": 128, "lr": 3e-3, "seed": 0,
-                  "finetune": {"steps": 25, "size": size, "batch": 2}}
+                  "finetune": {"steps": 25, "size": size, "batch": 2},
+                  "organs": WIDE_HEAD_ORGANS}
         return cls(False, size, recipe, eval_slices or 16, calibration or 16,
                    (1, 3, 128, 128))
 
@@ -223,6 +227,15 @@ def recipe(records: Sequence[Record]) -> dict[str, Any] | None:
             "reproduce": (f"uv run benchmarks/champion/benchmark.py --models "
                           f"{network_name(row['network'], row['width'])} "
                           f"--runtimes {row['runtime']}")}
+
+
+def needs_breakdown(records: Sequence[Record]) -> Row | None:
+    """The champion's row with stage timing turned on, if the champion was timed without it
+    (the baseline always is); None when there is no champion or it has its breakdown."""
+    best = champion(records)
+    if best is None or stage_times(best) is not None or "row" not in best.extra:
+        return None
+    return replace(Row(**best.extra["row"]), parts=True)
 
 
 def stage_times(r: Record) -> dict[str, float] | None:

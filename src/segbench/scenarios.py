@@ -49,6 +49,14 @@ class SlidingWindow(Forward):
             mirror=sc.get("mirror", False)))
 
 
+def _organs(cell: Any) -> int:
+    """The organs of the phantoms the cell's network was trained on (its training recipe)."""
+    from segbench.train import data_organs
+
+    recipe = cell.model.options.get("train") or {}
+    return data_organs(cell.model.classes, recipe.get("organs"))
+
+
 class PhantomDice(Forward):
     """A trained 2D network on CT phantoms: the fixed input is a held-out phantom slice, INT8
     calibration uses the calibration split (the training distribution, never the evaluation
@@ -57,7 +65,7 @@ class PhantomDice(Forward):
     def _data(self, cell: Any, split: str, count: int):
         from segbench.data import PhantomDataset
 
-        return PhantomDataset(split, cell.shape[-1], count, organs=cell.model.classes - 1)
+        return PhantomDataset(split, cell.shape[-1], count, organs=_organs(cell))
 
     def example(self, cell: Any) -> torch.Tensor:
         images, _ = self._data(cell, "eval", cell.batch).batch(0, cell.batch)
@@ -73,7 +81,7 @@ class PhantomDice(Forward):
         from segbench.train import evaluate
 
         result = evaluate(call, n=cell.scenario.get("n", 32), size=cell.shape[-1],
-                          classes=cell.model.classes, batch=cell.batch)
+                          classes=cell.model.classes, batch=cell.batch, organs=_organs(cell))
         return {"dice": result["mean_dice"],
                 "dice_per_organ": {str(k): v for k, v in result["dice"].items()},
                 "eval_slices": result["n"]}

@@ -58,25 +58,41 @@ class TrainResult:
         return asdict(self)
 
 
-def soft_dice_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """1 - mean soft Dice over the foreground classes, pooled over the batch.
+def data_organs(classes: int, organs: int | None) -> int:
+    """How many organs the phantoms of a ``classes``-channel network have: ``organs``, or one
+    per foreground channel."""
+    if organs is None:
+        return classes - 1
+    if not 1 <= organs <= classes - 1:
+        raise ValueError(f"organs must be 1..{classes - 1} for {classes} classes, got {organs}")
+    return organs
+
+
+def soft_dice_loss(logits: torch.Tensor, labels: torch.Tensor, organs: int | None = None
+                   ) -> torch.Tensor:
+    """1 - mean soft Dice over the foreground classes 1..``organs`` (all of them by default),
+    pooled over the batch.
 
     Cross-entropy alone is dominated by the background (most pixels); the Dice term weighs
     every organ equally, which is what the evaluation scores. Pooling over the batch and a
-    smoothing of 1 keep classes absent from a batch from producing 0/0.
+    smoothing of 1 keep classes absent from a batch from producing 0/0. A head wider than the
+    data's organs (see :func:`train`) scores only the organs the data has: channels no pixel
+    ever carries would otherwise dilute the term with Dice 1 each.
     """
-    probs = logits.softmax(dim=1)
-    onehot = F.one_hot(labels, logits.shape[1]).movedim(-1, 1).to(probs.dtype)
+    last = logits.shape[1] - 1 if organs is None else organs
+    probs = logits.softmax(dim=1)[:, 1:last + 1]
+    onehot = F.one_hot(labels, logits.shape[1]).movedim(-1, 1)[:, 1:last + 1].to(probs.dtype)
     dims = (0, *range(2, logits.dim()))
     overlap = (probs * onehot).sum(dims)
     total = probs.sum(dims) + onehot.sum(dims)
     dice = (2.0 * overlap + DICE_SMOOTH) / (total + DICE_SMOOTH)
-    return 1.0 - dice[1:].mean()
+    return 1.0 - dice.mean()
 
 
-def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor, organs: int | None = None
+                      ) -> torch.Tensor:
     """Cross-entropy + soft Dice, the usual pair for medical segmentation (nnU-Net's default)."""
-    return F.cross_entropy(logits, labels) + soft_dice_loss(logits, labels)
+    return F.cross_entropy(logits, labels) + soft_dice_loss(logits, labels, organs)
 
 
 def _schedule(steps: int) -> Callable[[int], float]:
@@ -97,7 +113,7 @@ def _schedule(steps: int) -> Callable[[int], float]:
 
 def train(model: nn.Module, steps: int = 300, batch: int = 8, size: int = 128,
           lr: float = 3e-3, seed: int = 0, classes: int = 9, *, weight_decay: float = 1e-4,
-          log_every: int = 50) -> TrainResult:
+          log_every: int = 50, organs: int | None = None) -> TrainResult:
     """Train ``model`` ((N, 3, H, W) -> (N, classes, H, W) logits) in place on phantom slices.
 
     Deterministic for a given seed: ``torch.manual_seed(seed)`` and a fixed data order (step
@@ -105,14 +121,19 @@ def train(model: nn.Module, steps: int = 300, batch: int = 8, size: int = 128,
     no sample is seen twice). The model is trained in train mode and left in eval mode, as
     :func:`segbench.models.build_model` hands it over. Every ``log_every`` steps the mean loss
     goes to stderr (0 turns this off).
+
+    ``organs`` is how many organs the phantoms have (default ``classes - 1``: one channel per
+    label). Fewer organs than channels keeps the head, and so the speed, of a wide network
+    while training it on phantoms it can learn: the extra channels are trained towards "never".
     """
     if steps < 1 or batch < 1:
         raise ValueError(f"steps and batch must be >= 1, got {steps}, {batch}")
+    organs = data_organs(classes, organs)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the model has no trainable parameters")
     torch.manual_seed(seed)
-    data = PhantomDataset("train", size, steps * batch, organs=classes - 1,
+    data = PhantomDataset("train", size, steps * batch, organs=organs,
                           start=seed * SEED_STREAM)
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(steps))
@@ -124,7 +145,7 @@ def train(model: nn.Module, steps: int = 300, batch: int = 8, size: int = 128,
             logits = model(torch.from_numpy(images))
             if logits.shape[1] != classes:
                 raise ValueError(f"model gives {logits.shape[1]} channels, expected {classes}")
-            loss = segmentation_loss(logits, torch.from_numpy(labels))
+            loss = segmentation_loss(logits, torch.from_numpy(labels), organs)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -166,7 +187,8 @@ def _labels_of(output: Any, classes: int) -> np.ndarray:
 
 
 def evaluate(predict: Callable[[torch.Tensor], Any], n: int = 32, size: int = 128,
-             seed: int = 0, classes: int = 9, batch: int = 1) -> dict[str, Any]:
+             seed: int = 0, classes: int = 9, batch: int = 1, organs: int | None = None
+             ) -> dict[str, Any]:
     """Dice of ``predict``'s argmax against the phantom labels of the held-out eval split.
 
     ``predict`` is any callable from a float32 (batch, 3, H, W) tensor to logits (a tensor, a
@@ -177,9 +199,9 @@ def evaluate(predict: Callable[[torch.Tensor], Any], n: int = 32, size: int = 12
     The eval phantoms are indices ``seed`` .. ``seed + n - 1`` of the eval split.
 
     Dice is pooled over all ``n`` slices per organ (a small organ cut at a slice edge would make
-    per-slice Dice erratic), then averaged over organs.
+    per-slice Dice erratic), then averaged over organs. ``organs`` as in :func:`train`.
     """
-    data = PhantomDataset("eval", size, n, organs=classes - 1, start=seed)
+    data = PhantomDataset("eval", size, n, organs=data_organs(classes, organs), start=seed)
     refs, outs = [], []
     for images, labels in data.batches(batch):
         real = len(images)
@@ -190,7 +212,7 @@ def evaluate(predict: Callable[[torch.Tensor], Any], n: int = 32, size: int = 12
     dice = foreground_dice(np.concatenate(refs), np.concatenate(outs))
     return {"mean_dice": float(np.mean(list(dice.values()))) if dice else math.nan,
             "dice": dice, "n": n, "size": size, "split": "eval", "first_index": seed,
-            "phantom_version": PHANTOM_VERSION}
+            "organs": data_organs(classes, organs), "phantom_version": PHANTOM_VERSION}
 
 
 def save_weights(model: nn.Module, path: str | Path, metadata: dict[str, str] | None = None
@@ -221,10 +243,12 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
 
 
 def weights_path(name: str, steps: int, batch: int, size: int, lr: float, seed: int,
-                 classes: int, directory: str | Path | None = None) -> Path:
+                 classes: int, directory: str | Path | None = None,
+                 organs: int | None = None) -> Path:
     """Where the weights of one training request live; the name holds every argument."""
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-")
-    stem = (f"{slug}-c{classes}-steps{steps}-b{batch}-px{size}-lr{lr:g}-seed{seed}"
+    organs_tag = "" if organs in (None, classes - 1) else f"-o{organs}"
+    stem = (f"{slug}-c{classes}{organs_tag}-steps{steps}-b{batch}-px{size}-lr{lr:g}-seed{seed}"
             f"-phantom{PHANTOM_VERSION}")
     return Path(directory or WEIGHTS_DIR) / f"{stem}.safetensors"
 
@@ -239,7 +263,7 @@ def finetune_path(base: Path, finetune: dict[str, Any]) -> Path:
 def train_or_load(model: nn.Module, name: str, steps: int = 300, batch: int = 8,
                   size: int = 128, lr: float = 3e-3, seed: int = 0, classes: int = 9,
                   directory: str | Path | None = None, log_every: int = 50,
-                  finetune: dict[str, Any] | None = None) -> Path:
+                  finetune: dict[str, Any] | None = None, organs: int | None = None) -> Path:
     """Load the cached weights of this request into ``model``, training and caching on a miss.
 
     ``name`` must identify the architecture (e.g. ``ModelSpec.label`` plus anything that
@@ -248,17 +272,19 @@ def train_or_load(model: nn.Module, name: str, steps: int = 300, batch: int = 8,
     ``finetune`` (keys ``steps``, ``size``, optional ``batch``, ``lr``) continues the cached
     base training at another size, e.g. a short pass at 512 after training at 128 (full-size
     training from scratch is slow on a small CPU). It trains on fresh phantoms (seed + 1), and
-    both the base and the fine-tuned weights are cached.
+    both the base and the fine-tuned weights are cached. ``organs`` as in :func:`train`.
     """
-    path = weights_path(name, steps, batch, size, lr, seed, classes, directory)
+    path = weights_path(name, steps, batch, size, lr, seed, classes, directory, organs)
     if finetune:
         final = finetune_path(path, finetune)
         if final.exists():
             load_weights(model, final)
             return final
-        train_or_load(model, name, steps, batch, size, lr, seed, classes, directory, log_every)
+        train_or_load(model, name, steps, batch, size, lr, seed, classes, directory, log_every,
+                      organs=organs)
         result = train(model, finetune["steps"], finetune.get("batch", batch), finetune["size"],
-                       finetune.get("lr", lr / 3), seed + 1, classes, log_every=log_every)
+                       finetune.get("lr", lr / 3), seed + 1, classes, log_every=log_every,
+                       organs=organs)
         meta = {k: str(v) for k, v in result.to_dict().items() if k != "losses"}
         meta.update(name=name, final_loss=f"{result.final_loss:.6f}", base=path.name,
                     phantom_version=str(PHANTOM_VERSION))
@@ -266,7 +292,8 @@ def train_or_load(model: nn.Module, name: str, steps: int = 300, batch: int = 8,
     if path.exists():
         load_weights(model, path)
         return path
-    result = train(model, steps, batch, size, lr, seed, classes, log_every=log_every)
+    result = train(model, steps, batch, size, lr, seed, classes, log_every=log_every,
+                   organs=organs)
     meta = {k: str(v) for k, v in result.to_dict().items() if k != "losses"}
     meta.update(name=name, final_loss=f"{result.final_loss:.6f}",
                 phantom_version=str(PHANTOM_VERSION))

@@ -37,16 +37,18 @@ import torch
 from torch.nn import functional as F
 
 from segbench import machine, volume
+from segbench.data.phantom import WIDE_HEAD_ORGANS
 from segbench.runtimes import REFERENCE
 
 CACHE_DIR = Path(__file__).resolve().parents[2] / "cache" / "whole_ct"
 
-# The phantom CT has 116 organs: labels 0..116, i.e. the 117 classes of the 2D networks (the
-# original recipe's count). The 3D networks keep their real output counts (TotalSegmentator
-# --fast 118, its part networks 25/27/19/24/27); channels beyond the phantom's labels are
-# trained to stay low (--fast) or are random (the others).
-PHANTOM_ORGANS = 116
-CLASSES_2D = PHANTOM_ORGANS + 1
+# The 2D networks have the original recipe's 117 classes; the 3D networks keep their real output
+# counts (TotalSegmentator --fast 118, its part networks 25/27/19/24/27). The phantom CT has the
+# organs those networks are trained on (WIDE_HEAD_ORGANS, see its note: 116 were not learnable);
+# channels beyond the phantom's labels are trained to stay low (2D, --fast) or are random (the
+# others).
+PHANTOM_ORGANS = WIDE_HEAD_ORGANS
+CLASSES_2D = 117
 PHANTOM_SHAPE = (280, 512, 512)  # (z, y, x) voxels
 PHANTOM_SPACING = (1.5, 0.78, 0.78)  # (z, y, x) mm
 PHANTOM_SEED = 1_000_000_007  # an eval-split seed: never a training or calibration phantom

@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from segbench.train import DICE_SMOOTH, WEIGHTS_DIR, load_weights, save_weights
+from segbench.data.phantom import WIDE_HEAD_ORGANS
+from segbench.train import WEIGHTS_DIR, load_weights, save_weights, segmentation_loss
 
 TRAINABLE = ("totalseg-3mm",)
 
@@ -43,7 +43,7 @@ class Recipe3D:
     grid: tuple[int, int, int] = (140, 133, 133)  # a 512x512x280 CT at 0.78/1.5 mm, at 3 mm
     lr: float = 2e-3
     seed: int = 0
-    organs: int = 116
+    organs: int = WIDE_HEAD_ORGANS
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Recipe3D":
@@ -71,17 +71,6 @@ def weights_path(name: str, classes: int, recipe: Recipe3D, directory: Path | No
             f"-g{'x'.join(map(str, r.grid))}-lr{r.lr:g}-seed{r.seed}-o{r.organs}"
             f"-phantom{PHANTOM_VERSION}")
     return Path(directory or WEIGHTS_DIR) / f"{stem}.safetensors"
-
-
-def _loss(logits: torch.Tensor, labels: torch.Tensor, organs: int) -> torch.Tensor:
-    """Cross-entropy + 1 - soft Dice over the phantom's organs (channels 1..organs)."""
-    ce = F.cross_entropy(logits, labels)
-    probs = logits.softmax(1)[:, 1:organs + 1]
-    onehot = F.one_hot(labels, logits.shape[1]).movedim(-1, 1)[:, 1:organs + 1].to(probs.dtype)
-    dims = (0, 2, 3, 4)
-    dice = (2 * (probs * onehot).sum(dims) + DICE_SMOOTH) / (
-        probs.sum(dims) + onehot.sum(dims) + DICE_SMOOTH)
-    return ce + 1 - dice.mean()
 
 
 def training_volumes(recipe: Recipe3D) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -119,7 +108,7 @@ def train_3d(model: nn.Module, recipe: Recipe3D, log_every: int = 20) -> list[fl
                 ys.append(labels[crop])
             x = torch.from_numpy(np.stack(xs))[:, None]
             y = torch.from_numpy(np.stack(ys))
-            loss = _loss(model(x), y, recipe.organs)
+            loss = segmentation_loss(model(x), y, recipe.organs)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
