@@ -29,7 +29,7 @@ def test_raise_hang_and_crash_become_rows_and_the_run_completes(tmp_path):
                         models=["raise", "hang", "crash", "tiny"], quick_models=["tiny"])
     opts = cli.Options(models=["raise", "hang", "crash", "tiny"], runtimes=["eager"], size=32,
                        batch=1, threads=1, classes=2, repeats=1, quick=True, out=tmp_path,
-                       timeout=15, list=False)
+                       timeout=15, list=False, isolate=True)
     path = tmp_path / "isolation" / "x.quick.json"
     from segbench.results import ResultsFile
     records = bench.run(b, opts, ResultsFile("isolation", {}), path)
@@ -90,3 +90,39 @@ def test_killed_reason_without_an_estimate(tmp_path):
                                                  "available_bytes": 0}))
     assert killed_reason(tmp_path / "e.json") == (
         "killed (likely out of memory: estimate 3.0 GiB, available unknown)")
+
+
+def test_quick_runs_cells_in_process_and_isolate_brings_the_worker_back(tmp_path, monkeypatch):
+    """--quick saves a fresh process's imports per cell; a raising cell is still a row, the
+    temporary directory and thread count are restored; --isolate restores the worker."""
+    import os
+    import tempfile
+
+    import torch
+
+    from segbench import isolate
+    from segbench.results import ResultsFile
+
+    b = bench.Benchmark(name="inproc", title="t", families=["testing"],
+                        models=["raise", "tiny"], quick_models=["raise", "tiny"])
+    opts = b.parse(["--quick", "--threads", "1", "--size", "32", "--out", str(tmp_path),
+                    "--retry-contended", "0"])
+    assert not opts.isolated
+    monkeypatch.setattr(bench, "run_isolated", lambda *a, **k: (_ for _ in ()).throw(
+        AssertionError("a worker process was started")))
+    before_tmp, before_threads = tempfile.tempdir, torch.get_num_threads()
+    env_before = {k: os.environ.get(k) for k in isolate.IN_PROCESS_ENV}
+    records = bench.run(b, opts, ResultsFile("inproc", {}), tmp_path / "x.quick.json")
+    by_model = {r.model: r for r in records}
+    assert by_model["raise"].status == "failed" and "always fails" in by_model["raise"].reason
+    assert by_model["tiny"].status == "ok" and by_model["tiny"].elapsed_s > 0
+    assert tempfile.tempdir == before_tmp and torch.get_num_threads() == before_threads
+    assert {k: os.environ.get(k) for k in isolate.IN_PROCESS_ENV} == env_before
+    assert b.parse(["--quick", "--isolate"]).isolated and b.parse([]).isolated
+    seen = []
+    monkeypatch.setattr(bench, "run_isolated", lambda cell, timeout: seen.append(cell) or
+                        isolate.run_here(cell))
+    bench.run(b, b.parse(["--quick", "--isolate", "--models", "tiny", "--threads", "1",
+                          "--size", "32", "--out", str(tmp_path), "--retry-contended", "0"]),
+              ResultsFile("inproc", {}), tmp_path / "y.quick.json")
+    assert len(seen) == 1

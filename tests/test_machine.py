@@ -143,7 +143,7 @@ def test_a_contended_cell_is_retimed_then_kept_flagged(monkeypatch, capsys):
     attempts = iter([record(True), record(True), record(False)])
     monkeypatch.setattr(bench, "run_isolated", lambda cell, timeout: next(attempts))
     opts = cli.Options(models=[], runtimes=[], size=64, batch=1, threads=1, classes=2,
-                       repeats=1, quick=True, out=".", timeout=1, list=False,
+                       repeats=1, quick=False, out=".", timeout=1, list=False,
                        retry_contended=2)
     out = bench.run_with_retries(None, opts, pause=0)
     assert not out.timing["contended"] and len(out.extra["contended_attempts"]) == 2

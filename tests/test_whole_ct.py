@@ -202,3 +202,23 @@ def test_per_ct_headline_skips_runtimes_that_change_the_output():
     line = wb.headline(records)[0]
     assert "15 s under openvino-bf16" in line and "openvino-int8" not in line
     assert not wb.keeps_output(records[2]) and wb.keeps_output(records[1])
+
+
+def test_part_networks_repeat_only_their_own_stages():
+    """TotalSegmentator's five parts: the CT is resampled to 1.5 mm and back once; normalise,
+    passes, blending and argmax once per network."""
+    from segbench import wholect_bench as wb
+    from segbench.results import Record
+
+    stages = {"resample": 2.0, "normalise": 1.0, "predict": 10.0, "accumulate": 1.0,
+              "argmax": 1.0, "resample back": 3.0}
+    r = Record(benchmark="whole_ct", key="k", model="m", runtime="eager", shape=[1], batch=1,
+               threads=2, timing={"throughput": 1 / 18.0, "latency_p50_ms": 18e3},
+               extra={"method": "totalseg-default", "networks": 5, "stages_s": stages})
+    assert wb.seconds_per_ct(r) == pytest.approx(18.0 + 4 * 13.0)
+    cols = wb.stage_seconds(r)
+    assert cols["preprocess"] == pytest.approx(2.0 + 5 * 1.0)
+    assert cols["network"] == pytest.approx(50.0)
+    assert cols["resample back"] == pytest.approx(3.0)
+    one = Record(**{**r.to_dict(), "extra": {**r.extra, "networks": 1}})
+    assert wb.seconds_per_ct(one) == pytest.approx(18.0)

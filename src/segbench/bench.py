@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 
 from segbench import cli, machine, report, runtimes, weights
 from segbench.cell import Cell
-from segbench.isolate import run_isolated
+from segbench.isolate import run_here, run_isolated
 from segbench.measure import Protocol
 from segbench.models import DEFAULT_CLASSES, ModelSpec, family, input_shape
 from segbench.results import Record, ResultsError, ResultsFile, load_or_new, results_path, save
@@ -218,8 +218,14 @@ def contended(record: Record) -> bool:
 def run_with_retries(cell: Cell, opts: cli.Options, pause: float = CONTENDED_PAUSE_S) -> Record:
     """Run a cell; while other work disturbed its timing, pause and re-time it (at most
     ``opts.retry_contended`` times). The last attempt is kept, still flagged if contended, and
-    the earlier attempts' contention is recorded beside it."""
-    record = run_isolated(cell, timeout=opts.timeout)
+    the earlier attempts' contention is recorded beside it. ``--quick`` runs cells in this
+    process (see ``isolate.run_here``) unless ``--isolate``; full runs give each cell a fresh
+    one."""
+
+    def attempt() -> Record:
+        return run_isolated(cell, timeout=opts.timeout) if opts.isolated else run_here(cell)
+
+    record = attempt()
     earlier = []
     while contended(record) and len(earlier) < opts.retry_contended:
         share = record.timing["contention"]
@@ -228,7 +234,7 @@ def run_with_retries(cell: Cell, opts: cli.Options, pause: float = CONTENDED_PAU
               file=sys.stderr, end="", flush=True)
         earlier.append(share)
         time.sleep(pause)
-        record = run_isolated(cell, timeout=opts.timeout)
+        record = attempt()
     if earlier:
         record.extra["contended_attempts"] = earlier
     return record

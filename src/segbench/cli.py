@@ -47,6 +47,11 @@ class Options:
     extra: dict[str, Any] = field(default_factory=dict)  # the benchmark's own options
     retry_contended: int = 1  # re-times of a cell that other work disturbed
     dry_run: bool = False  # print the cell matrix and an estimated duration, time nothing
+    isolate: bool | None = None  # a fresh process per cell; None = yes unless --quick
+
+    @property
+    def isolated(self) -> bool:
+        return (not self.quick) if self.isolate is None else self.isolate
 
 
 def default_results_dir() -> Path:
@@ -88,6 +93,9 @@ def build_parser(prog: str, description: str,
     parser.add_argument("--retry-contended", type=int, default=1, metavar="N",
                         help="re-time a cell up to N times, after a pause, when other work on "
                              "the machine disturbed its timing (default 1)")
+    parser.add_argument("--isolate", action="store_true", default=None,
+                        help="a fresh process per cell also with --quick (full runs always "
+                             "isolate; --quick runs cells in its own process, faster to start)")
     if add_arguments:
         add_arguments(parser)
     return parser
@@ -151,7 +159,7 @@ def parse(argv: Sequence[str] | None, *, prog: str, description: str,
     """Parse and validate; raises UsageError with the line to print."""
     ns = build_parser(prog, description, add_arguments).parse_args(argv)
     shared = {"models", "runtimes", "size", "batch", "threads", "classes", "repeats", "quick",
-              "out", "timeout", "list", "retry_contended", "dry_run"}
+              "out", "timeout", "list", "retry_contended", "dry_run", "isolate"}
     extra = {k: v for k, v in vars(ns).items() if k not in shared}
     opts = Options(
         models=ns.models or list(quick_models if ns.quick else models),
@@ -168,6 +176,7 @@ def parse(argv: Sequence[str] | None, *, prog: str, description: str,
         extra=extra,
         retry_contended=ns.retry_contended,
         dry_run=ns.dry_run,
+        isolate=ns.isolate,
     )
     if opts.list:
         return opts

@@ -74,6 +74,47 @@ def run_isolated(cell: Cell, timeout: float) -> Record:
         return record
 
 
+IN_PROCESS_ENV = ("TORCHINDUCTOR_CACHE_DIR", "TMPDIR")
+
+
+def run_here(cell: Cell) -> Record:
+    """``cell`` in this process: how ``--quick`` runs its cells, as a smoke test of the code
+    paths.
+
+    A fresh process pays its imports before its cell starts (torch, timm, and torchvision's
+    import of torch._dynamo: several seconds on 2 cores, most of a quick cell), and a quick run
+    of every benchmark starts dozens of them. The price is isolation: cells share thread
+    pools and compile caches, no per-cell timeout applies, and a crash ends the benchmark's
+    run (run_all goes on with the next benchmark). Timings worth keeping come from full runs,
+    which always isolate.
+    """
+    import torch
+
+    from segbench.measure import time_call
+    from segbench.worker import run_cell
+
+    saved_env = {k: os.environ.get(k) for k in IN_PROCESS_ENV}
+    saved_tmp, saved_threads = tempfile.tempdir, torch.get_num_threads()
+    with tempfile.TemporaryDirectory(prefix="segbench-cell-") as tmp:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(tmp) / "inductor")
+        os.environ["TMPDIR"] = tempfile.tempdir = tmp  # exported files die with the cell
+        try:
+            record, elapsed = time_call(lambda: run_cell(cell))
+            record.elapsed_s = elapsed
+        except Exception as exc:  # noqa: BLE001 - run_cell makes rows of its failures; this
+            record = blank_record(cell)  # catches what escapes it, so the run goes on
+            record.status, record.reason = "failed", _last_line(f"{type(exc).__name__}: {exc}")
+        finally:
+            tempfile.tempdir = saved_tmp
+            torch.set_num_threads(saved_threads)
+            for k, v in saved_env.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+    return record
+
+
 def killed_reason(estimate_path: Path) -> str:
     """Why a worker died of SIGKILL that we did not send: almost always the kernel's OOM killer.
 
