@@ -222,3 +222,30 @@ def test_part_networks_repeat_only_their_own_stages():
     assert cols["resample back"] == pytest.approx(3.0)
     one = Record(**{**r.to_dict(), "extra": {**r.extra, "networks": 1}})
     assert wb.seconds_per_ct(one) == pytest.approx(18.0)
+
+
+def test_per_ct_rows_give_the_ratio_to_the_real_tool_when_it_ran():
+    from segbench import wholect_bench as wb
+    from segbench.peers.whole_ct import peer_key
+    from segbench.results import Record
+
+    assert peer_key("fast", True) == wb.PEER_FAST_KEY
+
+    def loop(method, runtime, seconds):
+        return Record(benchmark="whole_ct", key=f"{method}|{runtime}", model=method,
+                      runtime=runtime, shape=[1], batch=1, threads=2,
+                      timing={"throughput": 1 / seconds, "latency_p50_ms": seconds * 1e3},
+                      extra={"method": method, "networks": 1, "dice": 0.8})
+
+    records = [loop("2d-original", "ort-fp32", 20.0), loop("totalseg-fast", "eager", 40.0)]
+    col = wb.PER_CT_HEADERS.index("vs the real tool --fast")
+    assert [row[col] for row in wb.per_ct_rows(records)[:2]] == [wb.DASH, wb.DASH]
+    assert "real TotalSegmentator" not in wb.headline(records)[0]
+    tool = Record(benchmark="whole_ct", key=wb.PEER_FAST_KEY, model="TotalSegmentator",
+                  runtime="eager", shape=[1], batch=1, threads=2, family="peer",
+                  timing={"median_s": 80.0})
+    rows = wb.per_ct_rows([*records, tool])
+    assert [row[col] for row in rows[:2]] == ["0.25x", "0.50x"]
+    assert not any(row[0] == "TotalSegmentator" for row in rows)  # the peer has its own table
+    assert all(len(row) == len(wb.PER_CT_HEADERS) for row in rows)
+    assert "took 80 s on the same CT" in wb.headline([*records, tool])[0]

@@ -324,39 +324,56 @@ def _secs(x: float | None) -> str:
     return DASH if x is None else (f"{x:.2f}" if x < 10 else f"{x:.0f}")
 
 
+# The real TotalSegmentator --fast --ml as shipped (segbench.peers, ``--peers``): the record
+# every method's "vs the tool" ratio divides by, when the same run has it.
+PEER_FAST_KEY = "peer:totalsegmentator:fast:ml"
+
+
+def tool_seconds(records: Sequence[Record]) -> float | None:
+    """Median seconds of the real TotalSegmentator --fast --ml command in these records."""
+    peer = next((r for r in records if r.key == PEER_FAST_KEY), None)
+    if peer is None or not peer.ok or not peer.timing:
+        return None
+    return peer.timing.get("median_s")
+
+
 def per_ct_rows(records: Sequence[Record]) -> list[list[str]]:
     base = _find(records, "2d-original", "ort-fp32")
     fast = _find(records, "totalseg-fast", REFERENCE)
     base_s = seconds_per_ct(base) if base else None
     fast_s = seconds_per_ct(fast) if fast else None
+    tool_s = tool_seconds(records)
     rows = []
     order = {m.key: i for i, m in enumerate(METHODS)}
-    for r in sorted(records, key=lambda r: (order.get(r.extra.get("method"), 99),
-                                   seconds_per_ct(r) or math.inf)):
+    loops = [r for r in records if r.extra.get("method")]  # not the peer's whole commands
+    for r in sorted(loops, key=lambda r: (order.get(r.extra.get("method"), 99),
+                                 seconds_per_ct(r) or math.inf)):
         sec = seconds_per_ct(r)
         stages = stage_seconds(r)
         status = "ok" if r.ok else f"{r.status}: {r.reason}"
         if r.ok and r.extra.get("networks", 1) > 1:
-            status = f"ok; one network timed, x{r.extra['networks']}"
+            status = (f"ok; one of {r.extra['networks']} networks timed, its per-network "
+                      "stages counted for each")
         rows.append([r.extra.get("title", r.model), r.runtime, r.extra.get("note", ""),
                      _secs(sec), *(_secs(stages.get(col)) for col, _ in STAGE_COLUMNS),
                      _gib(r.extra.get("loop_peak_rss_bytes")), quality_text(r),
                      num(sec / base_s, 2) + "x" if sec and base_s else DASH,
-                     num(sec / fast_s, 2) + "x" if sec and fast_s else DASH, status])
+                     num(sec / fast_s, 2) + "x" if sec and fast_s else DASH,
+                     num(sec / tool_s, 2) + "x" if sec and tool_s else DASH, status])
     present = {(r.extra.get("method"), r.runtime) for r in records}
     full = {r.extra.get("method") for r in records if not r.quick}
     for m in METHODS:
         if m.key in full:
             for rt in m.not_run:
                 if (m.key, rt) not in present:
-                    rows.append([m.title, rt, m.note, *[DASH] * (len(STAGE_COLUMNS) + 5),
+                    rows.append([m.title, rt, m.note, *[DASH] * (len(STAGE_COLUMNS) + 6),
                                  BUDGET])
     return rows
 
 
 PER_CT_HEADERS = ["method", "runtime", "how", "s / CT (loop)",
                   *(f"{col} s" for col, _ in STAGE_COLUMNS), "peak RSS (loop)", "quality",
-                  "vs 2D original", "vs --fast eager", "status"]
+                  "vs 2D original", "vs --fast eager", "vs the real tool --fast", "status"]
 
 
 def estimate_rows(records: Sequence[Record]) -> list[list[str]]:
@@ -451,7 +468,11 @@ def headline(records: Sequence[Record]) -> list[str]:
                      f"{quality_text(r)})")
     if not parts:
         return []
+    tool_s = tool_seconds(records)
+    tool = (f" The real TotalSegmentator --fast --ml, as shipped (PyTorch eager, random "
+            f"weights planted), took {tool_s:.0f} s on the same CT in the same run."
+            if tool_s else "")
     return [f"**Per whole CT** (measured loops, HU volume to label volume; each method under "
             f"its fastest runtime whose labels stay within {KEEPS_OUTPUT} Dice or "
             f"{100 * KEEPS_OUTPUT:.0f} % agreement of its own FP32 eager loop): the original "
-            f"2D recipe under ort-fp32 takes {base_s:.0f} s; " + "; ".join(parts) + "."]
+            f"2D recipe under ort-fp32 takes {base_s:.0f} s; " + "; ".join(parts) + "." + tool]

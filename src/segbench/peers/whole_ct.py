@@ -121,6 +121,8 @@ def ct_file(opts: Any, work: Path) -> tuple[Path, list[int]]:
 
 
 def peer_key(mode: str, ml: bool) -> str:
+    """A peer record's key; ``("fast", True)`` is wholect_bench.PEER_FAST_KEY, the record the
+    per-CT table's "vs the real tool" ratio divides by."""
     return f"peer:totalsegmentator:{mode}{':ml' if ml else ''}"
 
 
