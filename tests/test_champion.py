@@ -179,3 +179,21 @@ def test_evaluate_takes_label_maps_and_finetune_caches(tmp_path):
     assert train_or_load(again, "tiny", steps=2, batch=2, size=16, classes=3,
                          directory=tmp_path, log_every=0, finetune=ft) == path
     assert torch.equal(again.weight, model.weight)
+
+
+def test_a_lowres_champion_carries_the_large_organ_caveat():
+    parts = {"encoder": {"throughput": 100.0}, "upto_decoder": {"throughput": 25.0},
+             "upto_logits": {"throughput": 20.0}}
+    records = [_record("baseline", "ort-fp32", "full", 1, 10.0, 0.860, parts=parts),
+               _record("runtimes", "eager", "full", 1, 8.0, 0.860)]
+    exact = records + [_record("paths", "compile-int8", "blocked", 1, 30.0, 0.858,
+                               precision="int8")]
+    assert "coarser grid" not in champion.headline(exact)
+    coarse = exact + [_record("paths", "compile-int8", "lowres", 1, 60.0, 0.855,
+                              precision="int8")]
+    text = champion.headline(coarse)
+    assert "path lowres" in text and "coarser grid" in text and "large organs" in text
+    # a coarse row that loses more than the tolerance is not the champion
+    worse = exact + [_record("paths", "compile-int8", "lowres", 1, 60.0, 0.840,
+                             precision="int8")]
+    assert champion.champion(worse).extra["row"]["path"] == "blocked"
