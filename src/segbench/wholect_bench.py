@@ -158,7 +158,7 @@ def recipe_3d(quick: bool) -> dict[str, Any]:
 
     if quick:
         return Recipe3D(steps=3, batch=1, patch=32, volumes=1, grid=(48, 96, 96)).to_dict()
-    return Recipe3D(steps=80, batch=2, patch=48, volumes=6).to_dict()
+    return Recipe3D(steps=400, batch=2, patch=48, volumes=6).to_dict()
 
 
 def model_spec(method: MethodSpec, ct: dict[str, Any], quick: bool) -> ModelSpec:
