@@ -48,7 +48,15 @@ def test_runtime_table_marks_best_and_speedup():
     table = report.runtime_table(rows)
     int8 = next(line for line in table.splitlines() if "ort-int8" in line)
     assert "**best**" in int8 and "2.50" in int8 and "Resize x4" in int8
-    assert "agreement < 99 %" in int8  # below the threshold: marked, not hidden
+    assert "random-weight agreement < 99 %" in int8  # below the threshold: marked, not hidden
+    # with the trained network's Dice drop known, that decides the flag instead
+    model = rows[1].model
+    keeps = report.runtime_table(rows, trained={(model, "ort-int8"): -0.004})
+    line = next(ln for ln in keeps.splitlines() if "ort-int8" in ln)
+    assert "agreement <" not in line and "trained Dice" not in line and "-0.004" in line
+    loses = report.runtime_table(rows, trained={(model, "ort-int8"): -0.023})
+    line = next(ln for ln in loses.splitlines() if "ort-int8" in ln)
+    assert "trained Dice -0.023 vs FP32" in line and "agreement <" not in line
 
 
 @pytest.fixture

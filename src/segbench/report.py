@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable, Sequence
 from tabulate import tabulate
 
 from segbench.analysis import dice_drops, dice_verdicts, fastest, model_key, significant, speedups  # noqa: F401
-from segbench.fidelity import AGREEMENT_THRESHOLD, below_threshold
+from segbench.fidelity import AGREEMENT_THRESHOLD, DICE_TOLERANCE, below_threshold
 from segbench.machine import describe
 from segbench.results import Record, ResultsFile
 from segbench.runtimes import REFERENCE
@@ -51,7 +51,12 @@ def throughput_text(timing: dict[str, Any] | None) -> str:
     return f"{timing['throughput']:.1f} ± {timing['throughput_iqr']:.1f}"
 
 
-def status_text(r: Record) -> str:
+def status_text(r: Record, dice_drop: float | None = None) -> str:
+    """"ok" or the failure, with notes. The quality note comes from trained weights when
+    ``dice_drop`` (this network and runtime's Dice minus FP32's, on phantoms) is known: flagged
+    only beyond DICE_TOLERANCE. Without it, label agreement with FP32 on random weights is all
+    there is, and the note says so: near-tied random logits flip labels that a trained
+    network's would not."""
     if r.status != "ok":
         return f"{r.status}: {r.reason}" if r.reason else r.status
     notes = []
@@ -59,8 +64,11 @@ def status_text(r: Record) -> str:
         notes.append("noisy")
     if r.timing and r.timing.get("contended"):
         notes.append("contended")
-    if below_threshold(r.fidelity):
-        notes.append(f"agreement < {AGREEMENT_THRESHOLD:g} %")
+    if dice_drop is not None:
+        if dice_drop < -DICE_TOLERANCE:
+            notes.append(f"trained Dice {dice_drop:+.3f} vs FP32")
+    elif below_threshold(r.fidelity):
+        notes.append(f"random-weight agreement < {AGREEMENT_THRESHOLD:g} %")
     if r.quick:
         notes.append("quick")
     return "ok" + (f" ({', '.join(notes)})" if notes else "")
@@ -241,7 +249,8 @@ def runtime_table(records: Sequence[Record], baseline: str = REFERENCE,
                *fidelity_columns(),
                *trained_column,
                Column("left in float", float_ops_text),
-               STATUS]
+               Column("status", lambda r: status_text(
+                   r, (trained or {}).get((r.model, r.runtime))), needs_ok=False)]
     order = {name: i for i, name in enumerate(dict.fromkeys(model_key(r) for r in records))}
     return render_table(records, columns,
                         sort_key=lambda r: (order[model_key(r)], -(r.throughput or 0)))
