@@ -350,7 +350,7 @@ def per_ct_rows(records: Sequence[Record]) -> list[list[str]]:
     tool_s = tool_seconds(records)
     rows = []
     order = {m.key: i for i, m in enumerate(METHODS)}
-    loops = [r for r in records if r.extra.get("method")]  # not the peer's whole commands
+    loops = [r for r in records if r.family != "peer"]  # the peer has its own table
     for r in sorted(loops, key=lambda r: (order.get(r.extra.get("method"), 99),
                                  seconds_per_ct(r) or math.inf)):
         sec = seconds_per_ct(r)
