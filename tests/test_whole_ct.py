@@ -249,3 +249,16 @@ def test_per_ct_rows_give_the_ratio_to_the_real_tool_when_it_ran():
     assert not any(row[0] == "TotalSegmentator" for row in rows)  # the peer has its own table
     assert all(len(row) == len(wb.PER_CT_HEADERS) for row in rows)
     assert "took 80 s on the same CT" in wb.headline([*records, tool])[0]
+
+
+def test_a_barely_trained_network_says_its_dice_compares_runtimes_only():
+    from segbench import wholect_bench as wb
+    from segbench.results import Record
+
+    def rec(dice):
+        return Record(benchmark="whole_ct", key="k", model="m", runtime="eager", shape=[1],
+                      batch=1, threads=2, timing={"throughput": 1.0},
+                      extra={"method": "totalseg-fast", "dice": dice})
+
+    assert "barely trained" in wb.quality_text(rec(0.06))
+    assert wb.quality_text(rec(0.73)) == "Dice 0.730"

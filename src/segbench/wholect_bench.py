@@ -293,11 +293,18 @@ def _find(records: Sequence[Record], method: str, runtime: str) -> Record | None
                  and r.runtime == runtime), None)
 
 
+# Below this Dice against the truth a network is too little trained for its Dice to say how
+# good the method is (the 3D --fast network gets minutes of training, nnU-Net's gets days)
+BARELY_TRAINED = 0.5
+
+
 def quality_text(r: Record) -> str:
     if not r.ok:
         return DASH
     if r.extra.get("dice") is not None:
         text = f"Dice {r.extra['dice']:.3f}"
+        if r.extra["dice"] < BARELY_TRAINED:
+            text += " (barely trained: compares runtimes, not methods)"
         if r.extra.get("dice_vs_eager") is not None:
             text += f" (vs eager {r.extra['dice_vs_eager']:.3f})"
         return text
@@ -468,7 +475,7 @@ def headline(records: Sequence[Record]) -> list[str]:
         if not timed or m.key == "2d-original":
             continue
         sec, r = min(timed, key=lambda item: item[0])
-        parts.append(f"{r.extra.get('title', m.title)} {sec:.0f} s under {r.runtime} "
+        parts.append(f"{r.extra.get('title', m.title)} {_secs(sec)} s under {r.runtime} "
                      f"({sec / base_s:.2f}x the original's time, "
                      f"{quality_text(r)})")
     if not parts:
