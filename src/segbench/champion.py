@@ -29,6 +29,7 @@ from typing import Any
 from tabulate import tabulate
 
 from segbench.data.phantom import WIDE_HEAD_ORGANS
+from segbench.fidelity import TRAINED_DICE_FLOOR
 from segbench.report import DASH, num, status_text
 from segbench.results import Record
 from segbench.runtimes import REFERENCE
@@ -51,7 +52,7 @@ PROBE_RUNTIMES = {"compile": "fp32", "compile-bf16": "bf16", "compile-int8": "in
 STAGES = ("encoder", "upto_decoder", "upto_logits")  # timed alone on the same input
 DICE_TOLERANCE = 0.01
 COARSE_PATHS = ("lowres",)  # labels decided at 1/4 resolution: boundaries on a 4-pixel grid
-QUALITY_FLOOR = 0.5  # below this reference Dice the networks are too weak to judge quality
+QUALITY_FLOOR = TRAINED_DICE_FLOOR  # below this reference Dice the networks are too weak
 
 
 @dataclass(frozen=True)

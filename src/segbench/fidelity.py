@@ -19,6 +19,9 @@ import numpy as np
 
 AGREEMENT_THRESHOLD = 99.0  # % below which a row is marked in tables
 DICE_TOLERANCE = 0.01  # a runtime "keeps" a trained network's quality within this Dice of FP32
+# Below this Dice against the truth a network is too little trained for its Dice to judge a
+# runtime's or a method's quality (a network at 0.04 stays "within 0.01" whatever is done to it)
+TRAINED_DICE_FLOOR = 0.5
 
 
 def _flat(arrays: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:

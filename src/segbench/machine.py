@@ -196,25 +196,24 @@ def memory_class(gib: float | None) -> int | None:
     return 2 ** round(math.log2(gib))
 
 
-def peak_rss_bytes() -> int | None:
-    """This process's resident-set high-water mark (VmHWM), or None where /proc lacks it."""
+def _proc_kib_field(path: str, field: str) -> int | None:
+    """Bytes of a "Field:   N kB" line of a /proc file, or None where it is missing."""
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
     return None
 
 
+def peak_rss_bytes() -> int | None:
+    """This process's resident-set high-water mark (VmHWM), or None where /proc lacks it."""
+    return _proc_kib_field("/proc/self/status", "VmHWM")
+
+
 def available_memory_bytes() -> int:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    return _proc_kib_field("/proc/meminfo", "MemAvailable") or 0
 
 
 def package_versions() -> dict[str, str]:

@@ -38,6 +38,7 @@ from torch.nn import functional as F
 
 from segbench import machine, volume
 from segbench.data.phantom import WIDE_HEAD_ORGANS
+from segbench.models import DEFAULT_CLASSES
 from segbench.runtimes import REFERENCE
 
 CACHE_DIR = Path(__file__).resolve().parents[2] / "cache" / "whole_ct"
@@ -48,7 +49,7 @@ CACHE_DIR = Path(__file__).resolve().parents[2] / "cache" / "whole_ct"
 # channels beyond the phantom's labels are trained to stay low (2D, --fast) or are random (the
 # others).
 PHANTOM_ORGANS = WIDE_HEAD_ORGANS
-CLASSES_2D = 117
+CLASSES_2D = DEFAULT_CLASSES
 PHANTOM_SHAPE = (280, 512, 512)  # (z, y, x) voxels
 PHANTOM_SPACING = (1.5, 0.78, 0.78)  # (z, y, x) mm
 PHANTOM_SEED = 1_000_000_007  # an eval-split seed: never a training or calibration phantom

@@ -21,6 +21,7 @@ from tabulate import tabulate
 
 from segbench import volume, wholect
 from segbench.cell import Cell
+from segbench.fidelity import TRAINED_DICE_FLOOR
 from segbench.measure import Protocol
 from segbench.models import ModelSpec
 from segbench.models.nets3d import (
@@ -278,8 +279,7 @@ def seconds_per_ct(r: Record) -> float | None:
         return None
     loop = r.timing["latency_p50_ms"] / 1e3
     stages = r.extra.get("stages_s") or {}
-    more = r.extra.get("networks", 1) - 1
-    return loop + more * sum(v for s, v in stages.items() if s not in ONCE_PER_CT)
+    return loop + sum((_stage_factor(r, s) - 1) * v for s, v in stages.items())
 
 
 def stage_seconds(r: Record) -> dict[str, float]:
@@ -293,9 +293,9 @@ def _find(records: Sequence[Record], method: str, runtime: str) -> Record | None
                  and r.runtime == runtime), None)
 
 
-# Below this Dice against the truth a network is too little trained for its Dice to say how
-# good the method is (the 3D --fast network gets minutes of training, nnU-Net's gets days)
-BARELY_TRAINED = 0.5
+# Below this Dice a network is too little trained for its Dice to say how good the method is
+# (the 3D --fast network gets minutes of training here, nnU-Net's gets days)
+BARELY_TRAINED = TRAINED_DICE_FLOOR
 
 
 def quality_text(r: Record) -> str:
