@@ -3,6 +3,9 @@
 How fast is each encoder once a light decoder works at 1/4 resolution, and how much of the time
 is still the encoder's? The encoder share comes from timing the encoder alone in the same cell.
 segmentation_models_pytorch's FPN on two of the encoders is the reference most users know.
+Every network is trained on CT phantoms first and timed on a phantom slice; Dice against the
+phantom truth and against FP32 eager is scored after timing. Two networks are timed once more
+with random weights in the same run: speed must not depend on the weights.
 """
 
 from segbench import report
@@ -17,6 +20,8 @@ BENCHMARK = Benchmark(
     quick_models=["mobilenetv4_conv_small", "resnet18"],
     references=[("smp-fpn", ["mobilenetv4_conv_small", "resnet18"])],
     parts=("encoder",),
+    trained=True,
+    weights_check=["mobilenetv4_conv_small", "resnet18"],
     columns=report.DECODER_COLUMNS,
     sort_key=report.ok_first(report.throughput),
 )

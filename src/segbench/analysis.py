@@ -38,11 +38,36 @@ def fastest(records: Sequence[Record]) -> set[str]:
 def dice_drops(records: Sequence[Record], baseline: str = REFERENCE
                ) -> dict[tuple[str, str], float]:
     """(model, runtime) -> Dice against ground truth minus the same network's ``baseline`` Dice,
-    from records that were scored on phantoms (the fidelity benchmark)."""
+    from records that were scored on phantoms. A record that carries FP32 eager's Dice on the
+    same phantoms (``dice_fp32``, measured in its own cell) uses it; otherwise the ``baseline``
+    row of the same network gives it."""
     base = {r.model: r.extra["dice"] for r in records
             if r.runtime == baseline and r.ok and "dice" in r.extra}
-    return {(r.model, r.runtime): r.extra["dice"] - base[r.model] for r in records
-            if r.ok and "dice" in r.extra and r.model in base}
+    drops = {}
+    for r in records:
+        if not r.ok or "dice" not in r.extra or is_weights_check(r):
+            continue
+        if baseline == REFERENCE and r.extra.get("dice_fp32") is not None:
+            drops[(r.model, r.runtime)] = r.extra["dice"] - r.extra["dice_fp32"]
+        elif r.model in base:
+            drops[(r.model, r.runtime)] = r.extra["dice"] - base[r.model]
+    return drops
+
+
+def is_weights_check(r: Record) -> bool:
+    """A random-weight twin of a trained row, timed only to show that speed does not depend on
+    the weights: kept out of every table, ranking and plot but its own."""
+    return bool(r.extra.get("weights_check"))
+
+
+def weights_check_pairs(records: Sequence[Record]) -> list[tuple[Record, Record]]:
+    """(random-weight row, trained row) of the same network, input shape, threads and runtime,
+    both measured."""
+    trained = {(model_key(r), r.runtime): r for r in records
+               if r.ok and r.throughput and not is_weights_check(r) and r.weights != "random"}
+    return [(r, trained[(model_key(r), r.runtime)]) for r in records
+            if is_weights_check(r) and r.ok and r.throughput
+            and (model_key(r), r.runtime) in trained]
 
 
 def dice_verdicts(records: Sequence[Record], tolerance: float = DICE_TOLERANCE

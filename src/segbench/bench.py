@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -50,6 +50,12 @@ class Benchmark:
     # cells chosen from the finished cells' records (e.g. re-time the winner in parts); a
     # follow-up cell with an earlier cell's key replaces that cell's record
     follow_up: Callable[["Benchmark", cli.Options, list[Record]], list[Cell]] | None = None
+    # every network is trained on CT phantoms first (train.table_recipe) and fed phantom
+    # slices, so quality columns come from trained weights; random weights otherwise
+    trained: bool = False
+    # models (of a trained benchmark) also timed once with random weights, same input and
+    # runtime: the check that speed does not depend on the weights (report.weights_check_table)
+    weights_check: Sequence[str] = ()
 
     def __post_init__(self) -> None:
         if not self.valid_models:
@@ -70,21 +76,66 @@ class Benchmark:
         pairs = [(name, fam) for name in opts.models for fam in self.families]
         if not opts.quick and opts.models == list(self.models):  # full default run only
             pairs += [(name, fam) for fam, names in self.references for name in names]
-        return [self.cell(ModelSpec(fam, name, opts.classes), runtime, opts)
-                for name, fam in pairs for runtime in opts.runtimes]
+        cells = []
+        for name, fam in pairs:
+            for runtime in opts.runtimes:
+                cells.append(self.model_cell(ModelSpec(fam, name, opts.classes), runtime, opts))
+                if (self.trained and name in self.weights_check and fam == self.families[0]
+                        and runtime == opts.runtimes[0]):  # timed next to its trained twin
+                    cells.append(self.random_weights_cell(ModelSpec(fam, name, opts.classes),
+                                                          runtime, opts))
+        return cells
+
+    def model_cell(self, spec: ModelSpec, runtime: str, opts: cli.Options) -> Cell:
+        """A cell of one network under one runtime: with trained weights and phantom slices in
+        a ``trained`` benchmark (Dice against the truth and against FP32 eager after timing,
+        or for an encoder its features against FP32), random weights on noise otherwise."""
+        if not self.trained:
+            return self.cell(spec, runtime, opts)
+        from segbench.train import table_recipe
+
+        recipe = table_recipe(opts.quick, opts.size)
+        spec.options["train"] = recipe
+        scored = getattr(family(spec.family), "trained_through", None) is None
+        scenario: dict = {"kind": "phantom_dice" if scored else "phantom_input"}
+        if scored:
+            scenario["n"] = 2 if opts.quick else 16
+        if runtimes.get(runtime).precision == "int8":  # calibrated on phantoms
+            scenario["calibration"] = 2 if opts.quick else 16
+        return self.cell(spec, runtime, opts, scenario=scenario)
+
+    def random_weights_cell(self, spec: ModelSpec, runtime: str, opts: cli.Options) -> Cell:
+        """The same network, input (a phantom slice of the trained cells' organs) and runtime
+        as a trained cell, with random weights: a speed that differs would mean the weights,
+        not the network, are measured."""
+        from segbench.train import table_recipe
+
+        organs = table_recipe(opts.quick, opts.size)["organs"]
+        return self.cell(spec, runtime, opts,
+                         scenario={"kind": "phantom_input", "organs": organs},
+                         extra={"tag": "random weights", "weights_check": True})
 
     def make_cells(self, opts: cli.Options) -> list[Cell]:
         return self.cells(self, opts) if self.cells else self.default_cells(opts)
 
     # --- the report --------------------------------------------------------------------------
     def render(self, results: ResultsFile) -> str:
-        """Markdown for a results file: every table, then where the numbers come from."""
+        """Markdown for a results file: every table, then where the numbers come from. Rows
+        timed only to check that speed does not depend on the weights get their own table."""
+        shown = replace(results, records=[r for r in results.records
+                                          if not report.is_weights_check(r)])
         if self.tables:
-            parts = self.tables(self, results)
+            parts = self.tables(self, shown)
         else:
-            parts = [("", report.render_table(results.records, self.columns, self.sort_key))]
+            parts = [("", report.render_table(shown.records, self.columns, self.sort_key))]
+        check = report.weights_check_table(results.records)
+        if check:
+            parts.append(("Speed with random and with trained weights (same network, phantom "
+                          "input and runtime, one run)", check))
         chunks = [(f"**{title}**\n\n" if title else "") + table for title, table in parts]
-        return "\n\n".join(chunks) + "\n\n" + report.provenance(results) + "\n"
+        weights = report.weights_note(results.records) if self.trained else ""
+        return ("\n\n".join(chunks) + "\n\n" + (weights + " " if weights else "")
+                + report.provenance(results) + "\n")
 
     # --- the command line --------------------------------------------------------------------
     def parse(self, argv: Sequence[str] | None) -> cli.Options:

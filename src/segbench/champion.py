@@ -69,14 +69,11 @@ class Settings:
     @classmethod
     def make(cls, quick: bool, size: int, eval_slices: int | None = None,
              calibration: int | None = None) -> "Settings":
+        from segbench.train import table_recipe  # torch: not for report-only imports
+
+        recipe = table_recipe(quick, size)
         if quick:
-            recipe = {"steps": 8, "batch": 4, "size": 64, "lr": 3e-3, "seed": 0,
-                      "finetune": {"steps": 2, "size": size, "batch": 1},
-                      "organs": WIDE_HEAD_ORGANS}
             return cls(True, size, recipe, eval_slices or 2, calibration or 2, (1, 3, 64, 64))
-        recipe = {"steps": 250, "batch": 8, "size": 128, "lr": 3e-3, "seed": 0,
-                  "finetune": {"steps": 25, "size": size, "batch": 2},
-                  "organs": WIDE_HEAD_ORGANS}
         return cls(False, size, recipe, eval_slices or 16, calibration or 16,
                    (1, 3, 128, 128))
 

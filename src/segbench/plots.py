@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 
+from segbench.analysis import is_weights_check  # noqa: E402
 from segbench.results import Record  # noqa: E402
 
 SEG2D_FAMILIES = ("fpn", "unet", "smp-fpn", "smp-unet")
@@ -150,7 +151,8 @@ def tradeoff_plot(records: Sequence[Record], x: str, path: Path, size: int = 512
     marker = runtime, and one Pareto front over every point (which network-and-runtime
     choices are not beaten by a smaller/cheaper and faster one). None if nothing to draw."""
     rows = _dedupe([r for r in records if r.ok and r.throughput and r.family in SEG2D_FAMILIES
-                    and not r.quick and tuple(r.shape[2:]) == (size, size)
+                    and not r.quick and not is_weights_check(r)
+                    and tuple(r.shape[2:]) == (size, size)
                     and (r.params if x == "params" else r.gflops)])
     if not rows:
         return None

@@ -13,7 +13,16 @@ from typing import Any, Callable, Iterable, Sequence
 
 from tabulate import tabulate
 
-from segbench.analysis import dice_drops, dice_verdicts, fastest, model_key, significant, speedups  # noqa: F401
+from segbench.analysis import (  # noqa: F401
+    dice_drops,
+    dice_verdicts,
+    fastest,
+    is_weights_check,
+    model_key,
+    significant,
+    speedups,
+    weights_check_pairs,
+)
 from segbench.fidelity import AGREEMENT_THRESHOLD, DICE_TOLERANCE, below_threshold
 from segbench.machine import describe
 from segbench.results import Record, ResultsFile
@@ -51,12 +60,27 @@ def throughput_text(timing: dict[str, Any] | None) -> str:
     return f"{timing['throughput']:.1f} ± {timing['throughput_iqr']:.1f}"
 
 
+def own_dice_drop(r: Record) -> float | None:
+    """This row's Dice against the phantom truth minus FP32 eager's on the same phantoms, both
+    measured in its own cell (0 for the eager row itself); None if it was not scored."""
+    dice = r.extra.get("dice")
+    if dice is None:
+        return None
+    if r.runtime == REFERENCE:
+        return 0.0
+    reference = r.extra.get("dice_fp32")
+    return None if reference is None else dice - reference
+
+
 def status_text(r: Record, dice_drop: float | None = None) -> str:
     """"ok" or the failure, with notes. The quality note comes from trained weights when
-    ``dice_drop`` (this network and runtime's Dice minus FP32's, on phantoms) is known: flagged
-    only beyond DICE_TOLERANCE. Without it, label agreement with FP32 on random weights is all
-    there is, and the note says so: near-tied random logits flip labels that a trained
-    network's would not."""
+    the Dice drop (this network and runtime's Dice minus FP32's, on phantoms: ``dice_drop``, or
+    the row's own) is known: flagged only beyond DICE_TOLERANCE. Without it, label agreement
+    with FP32 on random weights is all there is, and the note says so: near-tied random logits
+    flip labels that a trained network's would not. A trained row without a Dice (an encoder's
+    features) is never judged by label agreement."""
+    if dice_drop is None:
+        dice_drop = own_dice_drop(r)
     if r.status != "ok":
         return f"{r.status}: {r.reason}" if r.reason else r.status
     notes = []
@@ -67,7 +91,7 @@ def status_text(r: Record, dice_drop: float | None = None) -> str:
     if dice_drop is not None:
         if dice_drop < -DICE_TOLERANCE:
             notes.append(f"trained Dice {dice_drop:+.3f} vs FP32")
-    elif below_threshold(r.fidelity):
+    elif r.weights == "random" and below_threshold(r.fidelity):
         notes.append(f"random-weight agreement < {AGREEMENT_THRESHOLD:g} %")
     if r.quick:
         notes.append("quick")
@@ -124,13 +148,25 @@ FIDELITY = Column("vs FP32: agree / SQNR", fidelity_text)
 PARAMS_ENC_DEC = Column("params (enc+dec)", lambda r: millions(r.extra.get("params_enc_dec")))
 
 
+def dice_drop_text(r: Record) -> str:
+    drop = own_dice_drop(r)
+    if drop is None:
+        return DASH
+    return "reference" if r.runtime == REFERENCE else f"{drop:+.3f}"
+
+
+# trained weights, scored on held-out phantoms after timing (scenarios.PhantomDice)
+DICE = Column("Dice vs truth", lambda r: num(r.extra.get("dice"), 3))
+DICE_DROP = Column("Dice vs FP32 eager", dice_drop_text)
+
+
 def throughput(r: Record) -> float | None:
     return _t(r, "throughput")
 
 
 # the table of the decoder benchmarks (fpn_decoder, unet_decoder)
 DECODER_COLUMNS = (MODEL, RUNTIME, PARAMS_ENC_DEC, GFLOPS, THROUGHPUT, LATENCY, FORWARD_MB,
-                   ENCODER_SHARE, FIDELITY, STATUS)
+                   ENCODER_SHARE, DICE, DICE_DROP, FIDELITY, STATUS)
 
 
 def efficiency(r: Record) -> float | None:
@@ -235,19 +271,23 @@ def float_ops_text(r: Record) -> str:
 
 def runtime_table(records: Sequence[Record], baseline: str = REFERENCE,
                   trained: dict[tuple[str, str], float] | None = None) -> str:
-    """One row per (model, runtime): speed, speed-up over the baseline, fidelity, best mark;
-    with ``trained`` (see :func:`dice_drops`), the Dice drop measured on trained weights."""
+    """One row per (model, runtime): speed, speed-up over the baseline, fidelity, best mark,
+    and the Dice drop on trained weights: ``trained`` (see :func:`dice_drops`, e.g. from another
+    benchmark's records), else the rows' own where they were scored on phantoms."""
     ups, best = speedups(records, baseline), fastest(records)
-    trained_column = [Column("Dice drop, trained", lambda r: DASH if (r.model, r.runtime) not in
-                             trained else f"{trained[(r.model, r.runtime)]:+.3f}",
+    trained = trained or dice_drops(records)
+    scored = [DICE] if any("dice" in r.extra for r in records) else []
+    trained_column = [Column("Dice drop vs FP32, trained", lambda r: DASH if (r.model, r.runtime)
+                             not in trained else f"{trained[(r.model, r.runtime)]:+.3f}",
                              needs_ok=False)] if trained else []
     columns = [MODEL,
                Column("runtime", lambda r: r.runtime + (" **best**" if r.key in best else ""),
                       needs_ok=False),
                THROUGHPUT,
                Column(f"x vs {baseline}", lambda r: num(ups.get(r.key), 2)),
-               *fidelity_columns(),
+               *scored,
                *trained_column,
+               *fidelity_columns(),
                Column("left in float", float_ops_text),
                Column("status", lambda r: status_text(
                    r, (trained or {}).get((r.model, r.runtime))), needs_ok=False)]
@@ -255,6 +295,28 @@ def runtime_table(records: Sequence[Record], baseline: str = REFERENCE,
     return render_table(records, columns,
                         sort_key=lambda r: (order[model_key(r)], -(r.throughput or 0)))
 
+
+
+def weights_check_table(records: Sequence[Record]) -> str | None:
+    """Random-weight rows beside the trained rows of the same network, input and runtime (see
+    :func:`segbench.analysis.weights_check_pairs`); None if the run has no such pair."""
+    pairs = weights_check_pairs(records)
+    if not pairs:
+        return None
+    rows = [[trained.extra.get("display", trained.model), trained.runtime,
+             throughput_text(random.timing), throughput_text(trained.timing),
+             num(trained.throughput / random.throughput, 3),
+             "no (IQRs overlap)" if not significant(random, trained) else "yes"]
+            for random, trained in pairs]
+    return tabulate(rows, headers=["model", "runtime", "random weights img/s",
+                                   "trained weights img/s", "trained / random", "different"],
+                    tablefmt="github", disable_numparse=True)
+
+
+def weights_note(records: Sequence[Record]) -> str:
+    """Which weights the shown rows have (random-weight check rows aside)."""
+    kinds = sorted({r.weights for r in records if not is_weights_check(r)})
+    return f"Weights: {'; '.join(kinds)}." if kinds else ""
 
 
 # Two runs side by side -------------------------------------------------------------------------

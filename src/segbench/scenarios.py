@@ -34,6 +34,11 @@ class Forward:
     def evaluate(self, cell: Any, call: Call) -> dict[str, Any]:
         return {}
 
+    def reference_evaluation(self, cell: Any, call: Call) -> dict[str, Any]:
+        """What :meth:`evaluate` measures, on FP32 eager (``call``), for a row that is not the
+        reference: the same score without a second row to look it up in. Empty by default."""
+        return {}
+
 
 class SlidingWindow(Forward):
     """nnU-Net's whole tiled loop over a volume; one timed call = one volume."""
@@ -50,17 +55,20 @@ class SlidingWindow(Forward):
 
 
 def _organs(cell: Any) -> int:
-    """The organs of the phantoms the cell's network was trained on (its training recipe)."""
+    """The organs of the phantoms the cell's network was trained on (its training recipe), or
+    that the scenario names (a random-weight network fed the same slices as a trained one)."""
     from segbench.train import data_organs
 
     recipe = cell.model.options.get("train") or {}
-    return data_organs(cell.model.classes, recipe.get("organs"))
+    organs = (cell.scenario or {}).get("organs", recipe.get("organs"))
+    return data_organs(cell.model.classes, organs)
 
 
-class PhantomDice(Forward):
-    """A trained 2D network on CT phantoms: the fixed input is a held-out phantom slice, INT8
-    calibration uses the calibration split (the training distribution, never the evaluation
-    set), and after timing the prepared runtime is scored by Dice against ground truth."""
+class PhantomInput(Forward):
+    """A network with trained weights fed CT phantoms: the fixed input is a held-out phantom
+    slice (not noise), and INT8 calibration uses the calibration split (the training
+    distribution, never the evaluation set). For outputs that are not a segmentation (an
+    encoder's feature maps): nothing is scored beyond the fidelity against FP32."""
 
     def _data(self, cell: Any, split: str, count: int):
         from segbench.data import PhantomDataset
@@ -72,10 +80,19 @@ class PhantomDice(Forward):
         return torch.from_numpy(images)
 
     def runtime_options(self, cell: Any) -> dict[str, Any]:
-        n = cell.scenario.get("calibration", 32)
+        """``calibration_inputs`` for an INT8 runtime, if the scenario asks for calibration."""
+        if "calibration" not in cell.scenario:
+            return {}
+        n = cell.scenario["calibration"]
         data = self._data(cell, "calibration", n * cell.batch)
         inputs = [data.batch(i * cell.batch, cell.batch)[0] for i in range(n)]
         return {"calibration_inputs": [np.ascontiguousarray(x) for x in inputs]}
+
+
+class PhantomDice(PhantomInput):
+    """A trained 2D segmentation network on CT phantoms: after timing, the prepared runtime is
+    scored by Dice against ground truth on held-out phantoms, and so is FP32 eager
+    (:meth:`reference_evaluation`), so every row carries its own Dice drop."""
 
     def evaluate(self, cell: Any, call: Call) -> dict[str, Any]:
         from segbench.train import evaluate
@@ -85,6 +102,9 @@ class PhantomDice(Forward):
         return {"dice": result["mean_dice"],
                 "dice_per_organ": {str(k): v for k, v in result["dice"].items()},
                 "eval_slices": result["n"]}
+
+    def reference_evaluation(self, cell: Any, call: Call) -> dict[str, Any]:
+        return {"dice_fp32": self.evaluate(cell, call)["dice"]}
 
 
 class WholeCT(Forward):
@@ -115,7 +135,8 @@ class WholeCT(Forward):
 
 
 SCENARIOS: dict[str, Forward] = {"forward": Forward(), "sliding_window": SlidingWindow(),
-                                 "phantom_dice": PhantomDice(), "whole_ct": WholeCT()}
+                                 "phantom_input": PhantomInput(), "phantom_dice": PhantomDice(),
+                                 "whole_ct": WholeCT()}
 
 
 def get(cell: Any) -> Forward:

@@ -10,9 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from segbench.analysis import dice_drops, dice_verdicts
+from segbench.analysis import dice_drops, dice_verdicts, is_weights_check
 from segbench.fidelity import AGREEMENT_THRESHOLD, DICE_TOLERANCE
 from segbench.machine import describe
+from segbench.report import own_dice_drop
 from segbench.results import Record, ResultsFile, full_results_files, load
 from segbench.runtimes import REFERENCE
 
@@ -26,7 +27,8 @@ def _precision(r: Record) -> str | None:
 
 
 def _ok(records: Sequence[Record]) -> list[Record]:
-    return [r for r in records if r.ok and r.throughput]
+    """Measured rows, without random-weight twins timed only for the weights check."""
+    return [r for r in records if r.ok and r.throughput and not is_weights_check(r)]
 
 
 def _best(records: Sequence[Record]) -> Record | None:
@@ -39,6 +41,11 @@ def _name(r: Record) -> str:
 
 def _agreement(r: Record) -> str:
     fid = r.fidelity or {}
+    dice = r.extra.get("dice")
+    if dice is not None:
+        drop = own_dice_drop(r)
+        versus = "" if drop is None or r.runtime == REFERENCE else f", {drop:+.3f} vs FP32 eager"
+        return f"Dice {dice:.3f} on held-out phantoms with trained weights{versus}"
     if r.runtime == REFERENCE:
         return "the FP32 reference"
     if fid.get("label_agreement") is None:
@@ -81,7 +88,7 @@ def runtime_per_model(quant: ResultsFile, trained: dict[tuple[str, str], float])
             text += (f"; INT8 {verdict}: best INT8 (`{int8.runtime}`) is {ratio:.2f}x the best "
                      f"FP32 (`{fp32.runtime}`)")
             agree = (int8.fidelity or {}).get("label_agreement")
-            if agree is not None:
+            if agree is not None and int8.weights == "random":
                 flag = " (below the 99 % mark)" if agree < AGREEMENT_THRESHOLD else ""
                 text += f", {agree:.1f} % label agreement on random weights{flag}"
             drop = trained.get((model, int8.runtime))
@@ -170,7 +177,10 @@ def render(results_dir: Path, slug: str | None = None) -> str:
     out += [f"- {line}" for line in per_ct(files)]
     out += [f"- {line}" for line in fastest_slice(files)]
     if "quantization" in files:
-        trained = dice_drops(files["fidelity"].records) if "fidelity" in files else {}
+        # the rows' own trained-weight Dice; older runs on random weights borrow the fidelity
+        # benchmark's drops for the same network and runtime
+        trained = dice_drops(files["quantization"].records) or (
+            dice_drops(files["fidelity"].records) if "fidelity" in files else {})
         size = "x".join(map(str, files["quantization"].records[0].shape[2:]))
         out.append(f"- **Which runtime, per encoder** (encoder + FPN, {size}, `quantization`):")
         out += [f"  - {line}" for line in runtime_per_model(files["quantization"], trained)]

@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from segbench.models import ModelSpec, build_model
+from segbench.models import ModelSpec, build_model, training_spec
 
 WEIGHT_OPTIONS = ("train", "recipe")  # spec options that choose trained weights
 
@@ -26,12 +26,14 @@ def trained(spec: ModelSpec) -> bool:
 
 def distinct(specs: Sequence[ModelSpec]) -> list[ModelSpec]:
     """The trained networks among ``specs``, each once: same family, name, classes and recipe
-    (options that do not choose weights, such as an output path, do not make another one)."""
+    (options that do not choose weights, such as an output path, do not make another one;
+    (an encoder trained through its FPN counts as that FPN)."""
     seen: set[str] = set()
     out = []
     for spec in specs:
         if not trained(spec):
             continue
+        spec = training_spec(spec)
         recipe = {k: spec.options[k] for k in WEIGHT_OPTIONS if k in spec.options}
         key = json.dumps([spec.family, spec.name, spec.classes, recipe], sort_keys=True,
                          default=str)

@@ -189,6 +189,8 @@ def run_cell(cell: Cell) -> Record:
         if reference is not None:
             stage = "fidelity"
             record.fidelity = fidelity.compare(reference, output)
+            with torch.inference_mode():
+                record.extra.update(scenario.reference_evaluation(cell, model))
 
         for part in cell.parts:
             stage = f"part {part}"

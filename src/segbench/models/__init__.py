@@ -87,19 +87,35 @@ def structure_options(spec: ModelSpec) -> dict[str, Any]:
     return {k: v for k, v in spec.options.items() if k not in TRAINING_OPTIONS}
 
 
+def training_spec(spec: ModelSpec) -> ModelSpec:
+    """The network that is trained to give ``spec`` its weights: itself, or for a family that
+    cannot be trained alone (``trained_through``, e.g. an encoder) the segmentation network
+    around it, with the same name, classes and options."""
+    through = getattr(family(spec.family), "trained_through", None)
+    if through is None:
+        return spec
+    return ModelSpec(through, spec.name, spec.classes, dict(spec.options))
+
+
 def build_model(spec: ModelSpec) -> nn.Module:
     """The network of ``spec``, deterministic for a given spec, in eval mode.
 
     Random weights by default. ``spec.options["train"]`` is a training recipe (keyword
     arguments of :func:`segbench.train.train_or_load`, e.g. steps, size): the network is then
     trained on CT phantoms from its random init, or loaded from the weights cache when that
-    recipe already ran, before its branches are fused for inference.
+    recipe already ran, before its branches are fused for inference. A family trained through
+    another (see :func:`training_spec`) takes its part of that trained network
+    (``from_trained``).
     """
     recipe = spec.options.get("train")
     if recipe is None:
         torch.manual_seed(WEIGHT_SEED)
         return family(spec.family).build(spec.name, spec.classes,
                                          **structure_options(spec)).eval()
+    trainee = training_spec(spec)
+    if trainee is not spec:
+        trained = build_model(trainee)
+        return family(spec.family).from_trained(spec.name, trained).eval()
     from segbench.train import train_or_load
 
     model = build_trainable(spec)

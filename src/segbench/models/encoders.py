@@ -71,8 +71,21 @@ class EncoderFamily:
     def names(self) -> list[str]:
         return list(ENCODERS)
 
+    # an encoder has no labels to learn: trained weights are those of the encoder of the same
+    # name inside a Semantic FPN trained on phantoms (models.training_spec)
+    trained_through = "fpn"
+
     def build(self, name: str, classes: int, **options: Any) -> nn.Module:
         return EncoderOnly(prepare_for_inference(create_backbone(name)))
+
+    def from_trained(self, name: str, trained: nn.Module) -> nn.Module:
+        """This family's encoder (every feature level) with the weights of ``trained.encoder``,
+        a trained, fused segmentation network's encoder of the same name. The FPN's backbone
+        returns fewer levels but holds the same layers, so the weights load strictly; a
+        mismatch raises rather than leave a layer random."""
+        backbone = reparameterize(create_backbone(name).eval())
+        backbone.load_state_dict(trained.encoder.backbone.state_dict(), strict=True)
+        return EncoderOnly(backbone).eval()
 
     def describe(self, name: str, classes: int, **options: Any) -> dict[str, Any]:
         """Params of the full timm classifier, reparameterised, as the originals counted them."""
