@@ -43,8 +43,9 @@ def test_tradeoff_plot_labels_every_point(tmp_path, monkeypatch):
     seen = {}
     monkeypatch.setattr(plots, "_save", lambda fig, path, extra=(): seen.update(
         fig=fig, extra=extra) or path)
-    path = plots.tradeoff_plot(rows, "params", tmp_path / "t.png")
+    path = plots.tradeoff_plot(rows, "params", tmp_path / "t.png", machine="Fake CPU, 2 cores")
     ax = seen["fig"].axes[0]
+    assert ax.get_title().endswith("\nFake CPU, 2 cores")  # a copied image says its machine
     numbers = sorted(t.get_text() for t in ax.texts)
     assert numbers == ["1", "1", "2"]  # network a twice (two runtimes), b once
     labels = [t.get_text() for t in seen["extra"][0].get_texts()]

@@ -144,10 +144,11 @@ def _dedupe(rows: Sequence[Record]) -> list[Record]:
     return list(best.values())
 
 
-def tradeoff_plot(records: Sequence[Record], x: str, path: Path, size: int = 512
-                  ) -> Path | None:
+def tradeoff_plot(records: Sequence[Record], x: str, path: Path, size: int = 512,
+                  machine: str = "") -> Path | None:
     """Throughput against params (x="params") or GFLOPs (x="gflops") of 2D networks on
-    ``size`` x ``size`` inputs (other sizes are not comparable): colour = network,
+    ``size`` x ``size`` inputs (other sizes are not comparable), measured on ``machine`` (named
+    in the title, so a copied image still says where its numbers come from): colour = network,
     marker = runtime, and one Pareto front over every point (which network-and-runtime
     choices are not beaten by a smaller/cheaper and faster one). None if nothing to draw."""
     rows = _dedupe([r for r in records if r.ok and r.throughput and r.family in SEG2D_FAMILIES
@@ -178,7 +179,8 @@ def tradeoff_plot(records: Sequence[Record], x: str, path: Path, size: int = 512
     ax.set_title(f"2D segmentation networks, {size}x{size}: throughput vs "
                  + ("size" if x == "params" else "compute")
                  + "\n(ringed: Pareto-optimal, nothing else is both "
-                 + ("smaller" if x == "params" else "cheaper") + " and faster)", fontsize=10)
+                 + ("smaller" if x == "params" else "cheaper") + " and faster)"
+                 + (f"\n{machine}" if machine else ""), fontsize=10)
     ax.grid(True, which="major", alpha=0.3)
     return _save(fig, path, legends(ax, colours, runtimes, numbered=True))
 

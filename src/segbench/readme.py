@@ -149,10 +149,14 @@ def draw_plots(benchmarks: dict[str, Any], results_dir: Path) -> list[Path]:
     out = Path(results_dir) / "plots"
     sources = {name: b for name, b in benchmarks.items() if b.tradeoff}
     slug = machine_slug(sources, results_dir)
-    records = [r for name in sources for f in load_all(results_dir, name)
-               if f.path is not None and f.path.stem == slug for r in f.records]
-    drawn = [plots.tradeoff_plot(records, "params", out / "tradeoff_params.png"),
-             plots.tradeoff_plot(records, "gflops", out / "tradeoff_gflops.png")]
+    files = [f for name in sources for f in load_all(results_dir, name)
+             if f.path is not None and f.path.stem == slug]
+    records = [r for f in files for r in f.records]
+    machine = describe(files[0].machine) if files else ""
+    drawn = [plots.tradeoff_plot(records, "params", out / "tradeoff_params.png",
+                                 machine=machine),
+             plots.tradeoff_plot(records, "gflops", out / "tradeoff_gflops.png",
+                                 machine=machine)]
     shown = {name: pick(load_all(results_dir, name), chosen_slug(results_dir))
              for name in benchmarks}
     for name, bench in benchmarks.items():
