@@ -9,7 +9,7 @@ import torch
 from conftest import ROOT
 
 from segbench import bench, cli, report
-from segbench.analysis import dice_drops, weights_check_pairs
+from segbench.analysis import dice_drops, weights_check_groups, within_spread
 from segbench.cell import Cell
 from segbench.measure import Protocol
 from segbench.models import ModelSpec, build_model, training_spec
@@ -41,18 +41,21 @@ def test_a_trained_benchmark_trains_every_network_and_scores_it_on_phantoms():
         assert ("calibration" in c.scenario) == (c.runtime == "ort-int8")
 
 
-def test_the_random_weight_twin_is_timed_right_after_its_trained_row():
+def test_random_weight_twins_are_timed_just_before_and_just_after_their_trained_row():
     cells = trained_bench().default_cells(opts(["resnet18", "regnetx_002"],
                                                ["eager", "ort-int8"]))
     i = next(i for i, c in enumerate(cells) if c.extra.get("weights_check"))
-    twin, trained = cells[i], cells[i - 1]
-    assert (twin.model.name, twin.runtime, twin.shape) == (trained.model.name, trained.runtime,
-                                                           trained.shape)
-    assert "train" not in twin.model.options and "train" in trained.model.options
-    # same phantom slices as the trained row: the organs come from the scenario
-    assert twin.scenario == {"kind": "phantom_input", "organs": 16}
-    assert twin.key != trained.key
-    assert sum(1 for c in cells if c.extra.get("weights_check")) == 1
+    before, trained, after = cells[i:i + 3]
+    for twin in (before, after):
+        assert twin.extra.get("weights_check")
+        assert (twin.model.name, twin.runtime, twin.shape) == (
+            trained.model.name, trained.runtime, trained.shape)
+        assert "train" not in twin.model.options
+        # same phantom slices as the trained row: the organs come from the scenario
+        assert twin.scenario == {"kind": "phantom_input", "organs": 16}
+    assert "train" in trained.model.options and not trained.extra.get("weights_check")
+    assert len({before.key, trained.key, after.key}) == 3
+    assert sum(1 for c in cells if c.extra.get("weights_check")) == 2  # one network, one runtime
 
 
 def test_an_untrained_benchmark_keeps_random_weights_on_noise():
@@ -130,6 +133,8 @@ def test_trained_rows_are_judged_by_their_dice_drop_not_by_agreement():
     assert "trained Dice -0.060 vs FP32" in report.status_text(rec(dice=0.80))
     assert report.status_text(rec(runtime="eager", dice_fp32=None)) == "ok"
     assert report.dice_drop_text(rec(runtime="eager", dice_fp32=None)) == "reference"
+    # a network too little trained for its Dice drop to mean much says so
+    assert "barely trained: Dice 0.37 < 0.5" in report.status_text(rec(dice=0.37, dice_fp32=0.37))
     # a trained encoder (no Dice) is not judged by label agreement either
     assert report.status_text(rec(dice=None, dice_fp32=None)) == "ok"
     # random weights: agreement is all there is, and the flag says so
@@ -147,17 +152,37 @@ def test_dice_drops_prefer_the_rows_own_fp32_dice():
     assert drops[("resnet18+fpn", "eager")] == 0.0
 
 
+def twin(tp, repeats, model="resnet18+fpn", when="after"):
+    r = rec(runtime="compile-bf16", tp=tp, weights="random", check=True, dice=None,
+            dice_fp32=None, repeats=repeats, model=model)
+    r.key += when
+    return r
+
+
+def test_a_trained_row_differs_only_outside_its_twins_spread():
+    trained = rec(runtime="compile-bf16", tp=10.0, repeats=(9.9, 10.0, 10.1))
+    # the machine drifted between the twins: the trained row sits inside their span
+    drift = [twin(10.6, (10.5, 10.6, 10.7), when="before"), twin(9.5, (9.4, 9.5, 9.6))]
+    assert within_spread(trained, drift)
+    # both twins agree, and the trained row is well below them: a difference
+    apart = [twin(11.0, (10.9, 11.0, 11.1), when="before"), twin(11.0, (10.9, 11.0, 11.1))]
+    assert not within_spread(trained, apart)
+    table = report.weights_check_table([apart[0], trained, apart[1]])
+    assert "0.909" in table and "| yes" in table
+
+
 def test_random_weight_twins_have_their_own_table_and_nowhere_else():
     trained = rec(runtime="compile-bf16", tp=10.0)
-    twin = rec(runtime="compile-bf16", tp=10.05, weights="random", check=True, dice=None,
-               dice_fp32=None, repeats=(10.0, 10.05, 10.1))
-    assert weights_check_pairs([trained, twin]) == [(twin, trained)]
-    table = report.weights_check_table([trained, twin])
-    assert "0.995" in table and "no (IQRs overlap)" in table
+    twins = [twin(10.05, (10.0, 10.05, 10.1), when="before"), twin(10.05, (10.0, 10.05, 10.1))]
+    other = twin(10.0, (10.0, 10.0, 10.0), model="regnetx_002+fpn")  # no trained row
+    assert weights_check_groups([twins[0], trained, twins[1], other]) == [(trained, twins)]
+    table = report.weights_check_table([twins[0], trained, twins[1]])
+    assert "10.1 ± 0.1 / 10.1 ± 0.1" in table and "0.995" in table and "| no" in table
+    twin_ = twins[1]
     b = bench.Benchmark(name="t", title="t", families=["fpn"], models=["resnet18"],
                         quick_models=["resnet18"], trained=True,
                         columns=[report.MODEL, report.THROUGHPUT, report.STATUS])
-    text = b.render(ResultsFile("t", {"cpu": "x"}, [trained, twin]))
+    text = b.render(ResultsFile("t", {"cpu": "x"}, [trained, twin_]))
     main_table = text.split("**Speed with random")[0]
     assert "10.0 ± 0.1" in main_table and "10.1 ± 0.1" not in main_table
     assert "Weights: trained." in text

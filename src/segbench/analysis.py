@@ -60,14 +60,27 @@ def is_weights_check(r: Record) -> bool:
     return bool(r.extra.get("weights_check"))
 
 
-def weights_check_pairs(records: Sequence[Record]) -> list[tuple[Record, Record]]:
-    """(random-weight row, trained row) of the same network, input shape, threads and runtime,
-    both measured."""
+def weights_check_groups(records: Sequence[Record]) -> list[tuple[Record, list[Record]]]:
+    """(trained row, its measured random-weight twins in run order) for every trained row that
+    has twins: same network, input shape, threads and runtime."""
     trained = {(model_key(r), r.runtime): r for r in records
                if r.ok and r.throughput and not is_weights_check(r) and r.weights != "random"}
-    return [(r, trained[(model_key(r), r.runtime)]) for r in records
-            if is_weights_check(r) and r.ok and r.throughput
-            and (model_key(r), r.runtime) in trained]
+    groups: dict[tuple[str, str], list[Record]] = {}
+    for r in records:
+        key = (model_key(r), r.runtime)
+        if is_weights_check(r) and r.ok and r.throughput and key in trained:
+            groups.setdefault(key, []).append(r)
+    return [(trained[key], twins) for key, twins in groups.items()]
+
+
+def within_spread(row: Record, others: Sequence[Record]) -> bool:
+    """Whether ``row``'s interquartile range overlaps the span of ``others``' (lowest first
+    quartile to highest third quartile). Twins timed before and after a row bracket it, so
+    drift of the machine during the run widens the span instead of passing for a difference."""
+    low = min(_quartiles(o)[0] for o in others)
+    high = max(_quartiles(o)[1] for o in others)
+    q25, q75 = _quartiles(row)
+    return not (q75 < low or q25 > high)
 
 
 def dice_verdicts(records: Sequence[Record], tolerance: float = DICE_TOLERANCE

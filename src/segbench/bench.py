@@ -79,11 +79,14 @@ class Benchmark:
         cells = []
         for name, fam in pairs:
             for runtime in opts.runtimes:
-                cells.append(self.model_cell(ModelSpec(fam, name, opts.classes), runtime, opts))
+                trained = self.model_cell(ModelSpec(fam, name, opts.classes), runtime, opts)
                 if (self.trained and name in self.weights_check and fam == self.families[0]
-                        and runtime == opts.runtimes[0]):  # timed next to its trained twin
-                    cells.append(self.random_weights_cell(ModelSpec(fam, name, opts.classes),
-                                                          runtime, opts))
+                        and runtime == opts.runtimes[0]):  # bracketed by random-weight twins
+                    spec = ModelSpec(fam, name, opts.classes)
+                    cells += [self.random_weights_cell(spec, runtime, opts, "before"), trained,
+                              self.random_weights_cell(spec, runtime, opts, "after")]
+                else:
+                    cells.append(trained)
         return cells
 
     def model_cell(self, spec: ModelSpec, runtime: str, opts: cli.Options) -> Cell:
@@ -104,16 +107,19 @@ class Benchmark:
             scenario["calibration"] = 2 if opts.quick else 16
         return self.cell(spec, runtime, opts, scenario=scenario)
 
-    def random_weights_cell(self, spec: ModelSpec, runtime: str, opts: cli.Options) -> Cell:
+    def random_weights_cell(self, spec: ModelSpec, runtime: str, opts: cli.Options,
+                            when: str) -> Cell:
         """The same network, input (a phantom slice of the trained cells' organs) and runtime
-        as a trained cell, with random weights: a speed that differs would mean the weights,
-        not the network, are measured."""
+        as a trained cell, with random weights, timed just ``when`` ("before" or "after") it:
+        a speed that differs beyond the twins' spread would mean the weights, not the network,
+        are measured; two twins around the trained row keep drift from passing for that."""
         from segbench.train import table_recipe
 
         organs = table_recipe(opts.quick, opts.size)["organs"]
+        tag = "random weights" if when == "after" else f"random weights, {when}"
         return self.cell(spec, runtime, opts,
                          scenario={"kind": "phantom_input", "organs": organs},
-                         extra={"tag": "random weights", "weights_check": True})
+                         extra={"tag": tag, "weights_check": True})
 
     def make_cells(self, opts: cli.Options) -> list[Cell]:
         return self.cells(self, opts) if self.cells else self.default_cells(opts)

@@ -21,9 +21,11 @@ from segbench.analysis import (  # noqa: F401
     model_key,
     significant,
     speedups,
-    weights_check_pairs,
+    weights_check_groups,
+    within_spread,
 )
-from segbench.fidelity import AGREEMENT_THRESHOLD, DICE_TOLERANCE, below_threshold
+from segbench.fidelity import (AGREEMENT_THRESHOLD, DICE_TOLERANCE, TRAINED_DICE_FLOOR,
+                               below_threshold)
 from segbench.machine import describe
 from segbench.results import Record, ResultsFile
 from segbench.runtimes import REFERENCE
@@ -88,6 +90,9 @@ def status_text(r: Record, dice_drop: float | None = None) -> str:
         notes.append("noisy")
     if r.timing and r.timing.get("contended"):
         notes.append("contended")
+    dice = r.extra.get("dice")
+    if dice is not None and dice < TRAINED_DICE_FLOOR:  # "within 0.01" would say little
+        notes.append(f"barely trained: Dice {dice:.2f} < {TRAINED_DICE_FLOOR:g}")
     if dice_drop is not None:
         if dice_drop < -DICE_TOLERANCE:
             notes.append(f"trained Dice {dice_drop:+.3f} vs FP32")
@@ -298,18 +303,22 @@ def runtime_table(records: Sequence[Record], baseline: str = REFERENCE,
 
 
 def weights_check_table(records: Sequence[Record]) -> str | None:
-    """Random-weight rows beside the trained rows of the same network, input and runtime (see
-    :func:`segbench.analysis.weights_check_pairs`); None if the run has no such pair."""
-    pairs = weights_check_pairs(records)
-    if not pairs:
+    """Trained rows beside their random-weight twins (timed just before and just after them,
+    same network, input and runtime; see :func:`segbench.analysis.weights_check_groups`);
+    None if the run has no such rows."""
+    groups = weights_check_groups(records)
+    if not groups:
         return None
-    rows = [[trained.extra.get("display", trained.model), trained.runtime,
-             throughput_text(random.timing), throughput_text(trained.timing),
-             num(trained.throughput / random.throughput, 3),
-             "no (IQRs overlap)" if not significant(random, trained) else "yes"]
-            for random, trained in pairs]
-    return tabulate(rows, headers=["model", "runtime", "random weights img/s",
-                                   "trained weights img/s", "trained / random", "different"],
+    rows = []
+    for trained, twins in groups:
+        mean = sum(t.throughput for t in twins) / len(twins)
+        rows.append([trained.extra.get("display", trained.model), trained.runtime,
+                     " / ".join(throughput_text(t.timing) for t in twins),
+                     throughput_text(trained.timing), num(trained.throughput / mean, 3),
+                     "no" if within_spread(trained, twins) else "yes"])
+    return tabulate(rows, headers=["model", "runtime", "random weights img/s (before / after)",
+                                   "trained weights img/s", "trained / random (mean)",
+                                   "outside the random rows' spread"],
                     tablefmt="github", disable_numparse=True)
 
 
