@@ -24,8 +24,12 @@ from segbench.analysis import (  # noqa: F401
     weights_check_groups,
     within_spread,
 )
-from segbench.fidelity import (AGREEMENT_THRESHOLD, DICE_TOLERANCE, TRAINED_DICE_FLOOR,
-                               below_threshold)
+from segbench.fidelity import (
+    AGREEMENT_THRESHOLD,
+    DICE_TOLERANCE,
+    TRAINED_DICE_FLOOR,
+    below_threshold,
+)
 from segbench.machine import describe
 from segbench.results import Record, ResultsFile
 from segbench.runtimes import REFERENCE
