@@ -168,7 +168,7 @@ def test_a_trained_row_differs_only_outside_its_twins_spread():
     apart = [twin(11.0, (10.9, 11.0, 11.1), when="before"), twin(11.0, (10.9, 11.0, 11.1))]
     assert not within_spread(trained, apart)
     table = report.weights_check_table([apart[0], trained, apart[1]])
-    assert "0.909" in table and "| yes" in table
+    assert "0.909" in table and "| yes" in table and "| 0.0 " in table  # twins agree
 
 
 def test_random_weight_twins_have_their_own_table_and_nowhere_else():

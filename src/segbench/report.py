@@ -189,7 +189,8 @@ EFFICIENCY = Column("img/s per M params", lambda r: num(efficiency(r)))
 def fidelity_columns() -> list[Column]:
     def get(key: str, digits: int) -> Column:
         header = {"max_abs": "max abs err", "sqnr_db": "SQNR (dB)",
-                  "label_agreement": "label agree (%)", "mean_dice": "Dice vs FP32"}[key]
+                  "label_agreement": "label agree (%)",
+                  "mean_dice": "Dice vs FP32 (timed slice)"}[key]
         fmt = (lambda v: f"{v:.2e}") if key == "max_abs" else (lambda v: num(v, digits))
         return Column(header, lambda r: DASH if not r.fidelity or r.fidelity.get(key) is None
                       else fmt(r.fidelity[key]))
@@ -315,13 +316,16 @@ def weights_check_table(records: Sequence[Record]) -> str | None:
         return None
     rows = []
     for trained, twins in groups:
-        mean = sum(t.throughput for t in twins) / len(twins)
+        speeds = [t.throughput for t in twins]
+        mean = sum(speeds) / len(speeds)
         rows.append([trained.extra.get("display", trained.model), trained.runtime,
                      " / ".join(throughput_text(t.timing) for t in twins),
                      throughput_text(trained.timing), num(trained.throughput / mean, 3),
+                     num(100.0 * (max(speeds) - min(speeds)) / mean, 1),
                      "no" if within_spread(trained, twins) else "yes"])
     return tabulate(rows, headers=["model", "runtime", "random weights img/s (before / after)",
                                    "trained weights img/s", "trained / random (mean)",
+                                   "random twins differ by (%)",
                                    "outside the random rows' spread"],
                     tablefmt="github", disable_numparse=True)
 
