@@ -47,11 +47,24 @@ def dice_drops(records: Sequence[Record], baseline: str = REFERENCE
     for r in records:
         if not r.ok or "dice" not in r.extra or is_weights_check(r):
             continue
-        if baseline == REFERENCE and r.extra.get("dice_fp32") is not None:
-            drops[(r.model, r.runtime)] = r.extra["dice"] - r.extra["dice_fp32"]
+        own = own_dice_drop(r) if baseline == REFERENCE else None
+        if own is not None:
+            drops[(r.model, r.runtime)] = own
         elif r.model in base:
             drops[(r.model, r.runtime)] = r.extra["dice"] - base[r.model]
     return drops
+
+
+def own_dice_drop(r: Record) -> float | None:
+    """This row's Dice against the phantom truth minus FP32 eager's on the same phantoms, both
+    measured in its own cell (0 for the eager row itself); None if it was not scored."""
+    dice = r.extra.get("dice")
+    if dice is None:
+        return None
+    if r.runtime == REFERENCE:
+        return 0.0
+    reference = r.extra.get("dice_fp32")
+    return None if reference is None else dice - reference
 
 
 def is_weights_check(r: Record) -> bool:

@@ -52,7 +52,6 @@ PROBE_RUNTIMES = {"compile": "fp32", "compile-bf16": "bf16", "compile-int8": "in
 STAGES = ("encoder", "upto_decoder", "upto_logits")  # timed alone on the same input
 DICE_TOLERANCE = 0.01
 COARSE_PATHS = ("lowres",)  # labels decided at 1/4 resolution: boundaries on a 4-pixel grid
-QUALITY_FLOOR = TRAINED_DICE_FLOOR  # below this reference Dice the networks are too weak
 
 
 @dataclass(frozen=True)
@@ -194,7 +193,7 @@ def quality_established(records: Sequence[Record]) -> bool:
     """Whether the trained reference segments well enough for a Dice tolerance to mean
     anything: a network at Dice 0.04 keeps 'within 0.01' whatever a runtime does to it."""
     ref = reference_of_baseline(records)
-    return ref is not None and ref >= QUALITY_FLOOR
+    return ref is not None and ref >= TRAINED_DICE_FLOOR
 
 
 def champion(records: Sequence[Record]) -> Record | None:
@@ -338,8 +337,9 @@ def headline(records: Sequence[Record]) -> str:
     if not quality_established(records):
         text += (f" **Quality is not established:** the original network trained here reaches "
                  f"only Dice {num(reference_of_baseline(records), 3)} on the phantoms (below "
-                 f"{QUALITY_FLOOR}), so staying within {DICE_TOLERANCE} of it says nothing about "
-                 "what a lower precision or a coarser output path does to organ boundaries. "
+                 f"{TRAINED_DICE_FLOOR}), so staying within {DICE_TOLERANCE} of it says nothing "
+                 "about what a lower precision or a coarser output path does to organ "
+                 "boundaries. "
                  "Read this row as the fastest pipeline, not yet as one of equal quality.")
     elif info["path"] in COARSE_PATHS:
         text += (f" Its Dice is within {DICE_TOLERANCE} of the original's "

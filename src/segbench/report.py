@@ -19,6 +19,7 @@ from segbench.analysis import (  # noqa: F401
     fastest,
     is_weights_check,
     model_key,
+    own_dice_drop,
     significant,
     speedups,
     weights_check_groups,
@@ -64,18 +65,6 @@ def throughput_text(timing: dict[str, Any] | None) -> str:
     if not timing:
         return DASH
     return f"{timing['throughput']:.1f} ± {timing['throughput_iqr']:.1f}"
-
-
-def own_dice_drop(r: Record) -> float | None:
-    """This row's Dice against the phantom truth minus FP32 eager's on the same phantoms, both
-    measured in its own cell (0 for the eager row itself); None if it was not scored."""
-    dice = r.extra.get("dice")
-    if dice is None:
-        return None
-    if r.runtime == REFERENCE:
-        return 0.0
-    reference = r.extra.get("dice_fp32")
-    return None if reference is None else dice - reference
 
 
 def status_text(r: Record, dice_drop: float | None = None) -> str:

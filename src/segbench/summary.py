@@ -10,10 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from segbench.analysis import dice_drops, dice_verdicts, is_weights_check
+from segbench.analysis import dice_drops, dice_verdicts, is_weights_check, own_dice_drop
 from segbench.fidelity import AGREEMENT_THRESHOLD, DICE_TOLERANCE
 from segbench.machine import describe
-from segbench.report import own_dice_drop
 from segbench.results import Record, ResultsFile, full_results_files, load
 from segbench.runtimes import REFERENCE
 

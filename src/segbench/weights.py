@@ -26,8 +26,8 @@ def trained(spec: ModelSpec) -> bool:
 
 def distinct(specs: Sequence[ModelSpec]) -> list[ModelSpec]:
     """The trained networks among ``specs``, each once: same family, name, classes and recipe
-    (options that do not choose weights, such as an output path, do not make another one;
-    (an encoder trained through its FPN counts as that FPN)."""
+    (options that do not choose weights, such as an output path, do not make another one; an
+    encoder trained through its FPN counts as that FPN)."""
     seen: set[str] = set()
     out = []
     for spec in specs:

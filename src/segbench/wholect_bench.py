@@ -293,17 +293,14 @@ def _find(records: Sequence[Record], method: str, runtime: str) -> Record | None
                  and r.runtime == runtime), None)
 
 
-# Below this Dice a network is too little trained for its Dice to say how good the method is
-# (the 3D --fast network gets minutes of training here, nnU-Net's gets days)
-BARELY_TRAINED = TRAINED_DICE_FLOOR
-
-
 def quality_text(r: Record) -> str:
     if not r.ok:
         return DASH
     if r.extra.get("dice") is not None:
         text = f"Dice {r.extra['dice']:.3f}"
-        if r.extra["dice"] < BARELY_TRAINED:
+        # too little trained for its Dice to say how good the method is (the 3D --fast
+        # network gets minutes of training here, nnU-Net's gets days)
+        if r.extra["dice"] < TRAINED_DICE_FLOOR:
             text += " (barely trained: compares runtimes, not methods)"
         if r.extra.get("dice_vs_eager") is not None:
             text += f" (vs eager {r.extra['dice_vs_eager']:.3f})"
