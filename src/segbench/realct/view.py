@@ -1,0 +1,134 @@
+"""Tables of the real_ct results (reads records only: no torch, no runtime).
+
+- per data set, the grid ceilings per organ (Dice / NSD), with the inter-annotator agreement
+  beside them where two annotators drew the same organs: a grid that keeps more than the two
+  experts agree is harmless for that organ, one that keeps less is not;
+- per data set, the trained methods: mean Dice / NSD per output path and runtime, the drop
+  against the method's FP32 eager labels, then per organ.
+
+Every caption names the data set, its split and case count, the NSD tolerance, and (for
+trained rows) the training budget.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from tabulate import tabulate
+
+from segbench.results import Record, ResultsFile
+
+DASH = "–"
+DICE_TOLERANCE = 0.01  # a path or runtime losing more than this against its reference says so
+
+
+def _pair(s: dict[str, Any] | None) -> str:
+    if not s:
+        return DASH
+    return f"{s['dice']:.3f} / {s['nsd']:.3f}"
+
+
+def _num(x: float | None, digits: int = 3) -> str:
+    return DASH if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def _dataset_text(d: dict[str, Any]) -> str:
+    text = f"{d['name']}, {d['cases']} case(s) of split '{d['split']}'"
+    if d.get("train_cases"):
+        text += f", trained on {d['train_cases']} case(s) of split '{d.get('train_split')}'"
+    return text
+
+
+def ceiling_table(records: Sequence[Record]) -> list[tuple[str, str]]:
+    """One table per data set: organs down, grids (and the two annotators) across."""
+    out = []
+    by_set: dict[str, list[Record]] = {}
+    for r in records:
+        if r.ok and r.extra.get("kind") in ("ceiling", "inter_annotator"):
+            by_set.setdefault(r.extra["dataset"]["name"], []).append(r)
+    for recs in by_set.values():
+        ia = next((r for r in recs if r.extra["kind"] == "inter_annotator"), None)
+        grids = [r for r in recs if r.extra["kind"] == "ceiling"]
+        organs = sorted({o for r in recs for o in r.extra["organs"]})
+        headers = ["organ"] + (["two annotators"] if ia else []) + [
+            r.extra["display"] for r in grids]
+        rows = []
+        for organ in organs:
+            row = [organ]
+            ref = ia.extra["organs"].get(organ) if ia else None
+            if ia:
+                row.append(_pair(ref))
+            for r in grids:
+                s = r.extra["organs"].get(organ)
+                cell = _pair(s)
+                if ref and s:
+                    cell += " ok" if s["dice"] >= ref["dice"] else " **below**"
+                row.append(cell)
+            rows.append(row)
+        mean = ["mean"] + ([_pair({"dice": ia.extra["mean_dice"], "nsd": ia.extra["mean_nsd"]})]
+                           if ia else [])
+        mean += [_pair({"dice": r.extra["mean_dice"], "nsd": r.extra["mean_nsd"]})
+                 for r in grids]
+        rows.append(mean)
+        first = recs[0].extra
+        caption = ("Best Dice / NSD an output grid can keep (majority labels on the grid, "
+                   "brought back by nearest neighbour; no network), "
+                   f"{_dataset_text(first['dataset'])}, NSD tolerance "
+                   f"{first['tolerance_mm']:g} mm")
+        if ia:
+            caption += ("; 'two annotators' is their agreement with each other "
+                        f"({', '.join(ia.extra.get('annotators', []))}); 'ok': the grid keeps at "
+                        "least the annotators' Dice, '**below**': it loses more than two experts "
+                        "disagree")
+        out.append((caption, tabulate(rows, headers=headers, tablefmt="github",
+                                      disable_numparse=True)))
+    return out
+
+
+def trained_tables(records: Sequence[Record]) -> list[tuple[str, str]]:
+    recs = [r for r in records if r.extra.get("kind") == "trained"]
+    out = []
+    for name in dict.fromkeys(r.extra["dataset"]["name"] for r in recs):
+        mine = [r for r in recs if r.extra["dataset"]["name"] == name]
+        eager = {(r.extra["method"], r.extra["path"]): r for r in mine
+                 if r.runtime == "eager" and r.ok}
+        rows = []
+        for r in mine:
+            e = eager.get((r.extra["method"], r.extra["path"]))
+            drop = (r.extra["mean_dice"] - e.extra["mean_dice"]) if (r.ok and e) else None
+            t = r.extra.get("training", {})
+            rows.append([r.extra["display"], r.extra["path"], r.runtime,
+                         _num(r.extra.get("mean_dice")) if r.ok else DASH,
+                         _num(r.extra.get("mean_nsd")) if r.ok else DASH,
+                         f"{drop:+.3f}" if drop is not None else DASH,
+                         _num(r.extra.get("dice_vs_eager")) if r.ok else DASH,
+                         str(t.get("steps", DASH)),
+                         r.status if r.ok else f"{r.status}: {r.reason}"])
+        first = mine[0].extra
+        budget = first.get("training", {}).get("budget", "?")
+        out.append((f"Trained on real CT, scored per organ against manual labels: "
+                    f"{_dataset_text(first['dataset'])}; each network trained from random "
+                    f"init with {budget}; NSD tolerance {first['tolerance_mm']:g} mm",
+                    tabulate(rows, headers=["method", "path", "runtime", "Dice", "NSD",
+                                            "Dice vs its eager", "labels vs eager (Dice)",
+                                            "training steps", "status"],
+                             tablefmt="github", disable_numparse=True)))
+        ok = [r for r in mine if r.ok and r.runtime == "eager"]
+        organs = sorted({o for r in ok for o in r.extra["organs"]})
+        rows = [[f"{r.extra['display']}, {r.extra['path']}"]
+                + [_pair(r.extra["organs"].get(o)) for o in organs] for r in ok]
+        if ok:
+            out.append((f"Per organ, FP32 eager (Dice / NSD), {_dataset_text(first['dataset'])}",
+                        tabulate(rows, headers=["method, path", *organs], tablefmt="github",
+                                 disable_numparse=True)))
+    return out
+
+
+def tables(results: ResultsFile) -> list[tuple[str, str]]:
+    return ceiling_table(results.records) + trained_tables(results.records)
+
+
+def render(results: ResultsFile) -> str:
+    return "\n\n".join((f"**{t}**\n\n" if t else "") + body for t, body in tables(results))
