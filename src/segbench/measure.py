@@ -332,3 +332,31 @@ def time_whole_runs(run: Callable[[int], Any], repeats: int,
         seconds.append(dt)
         results.append(out)
     return WholeRuns(seconds=seconds, results=results)
+
+
+class CpuBudget:
+    """A training budget in CPU seconds of this process (all its threads together).
+
+    Wall time would give a network less training whenever other work shares the machine; CPU
+    time used is what a budget of "N core-minutes" means and stays fair between networks
+    trained at different moments of a noisy machine. ``fraction`` is how much is spent.
+    """
+
+    def __init__(self, seconds: float, clock: Clock = time.process_time) -> None:
+        if seconds <= 0:
+            raise ValueError(f"a budget must be positive, got {seconds} s")
+        self.seconds = float(seconds)
+        self._clock = clock
+        self._start = clock()
+
+    @property
+    def used(self) -> float:
+        return self._clock() - self._start
+
+    @property
+    def fraction(self) -> float:
+        return min(1.0, self.used / self.seconds)
+
+    @property
+    def spent(self) -> bool:
+        return self.used >= self.seconds
