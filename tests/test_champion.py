@@ -197,3 +197,34 @@ def test_a_lowres_champion_carries_the_large_organ_caveat():
     worse = exact + [_record("paths", "compile-int8", "lowres", 1, 60.0, 0.840,
                              precision="int8")]
     assert champion.champion(worse).extra["row"]["path"] == "blocked"
+
+
+def test_real_ct_verdict_in_the_headline_names_the_fastest_exact_path():
+    from segbench.realct.view import path_verdict
+    from segbench.results import Record as R
+
+    parts = {"encoder": {"throughput": 100.0}, "upto_decoder": {"throughput": 25.0},
+             "upto_logits": {"throughput": 20.0}}
+    records = [_record("baseline", "ort-fp32", "full", 1, 10.0, 0.860, parts=parts),
+               _record("runtimes", "eager", "full", 1, 8.0, 0.860),
+               _record("paths", "compile-int8", "blocked", 1, 30.0, 0.858, precision="int8"),
+               _record("paths", "compile-int8", "corners", 1, 35.0, 0.859, precision="int8"),
+               _record("paths", "compile-int8", "lowres", 1, 60.0, 0.855, precision="int8")]
+
+    def real(path, dice):
+        return R(benchmark="real_ct", key=path, model="m", runtime="eager", shape=[], batch=1,
+                 threads=2, extra={"kind": "trained", "method": "2d-champion", "path": path,
+                                   "mean_dice": dice, "mean_nsd": dice - 0.1,
+                                   "dataset": {"name": "OpenKBP", "split": "test", "cases": 20},
+                                   "training": {"budget": "20 core-minutes of CPU time"}})
+
+    assert path_verdict([real("lowres", 0.5)]) is None  # no full row: no verdict
+    losing = path_verdict([real("lowres", 0.60), real("full", 0.70)])
+    text = champion.headline(records, losing)
+    assert "coarser grid" not in text  # the real-CT sentence replaces the phantom caveat
+    assert "OpenKBP, 20 case(s) of split 'test'" in text and "20 core-minutes" in text
+    assert "loses 0.100 Dice on real labels" in text
+    assert "fastest path that keeps the labels is corners under compile-int8, 35.0" in text
+    keeping = path_verdict([real("lowres", 0.695), real("full", 0.70)])
+    text = champion.headline(records, keeping)
+    assert "loses" not in text and "Dice 0.695" in text

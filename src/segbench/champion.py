@@ -322,7 +322,43 @@ def breakdown_table(records: Sequence[Record]) -> str:
                     tablefmt="github", disable_numparse=True)
 
 
-def headline(records: Sequence[Record]) -> str:
+def fastest_exact_path(records: Sequence[Record], network: str, width: int
+                       ) -> Record | None:
+    """The fastest row of ``network`` at ``width`` whose labels are not decided on a coarser
+    grid (any path but ``COARSE_PATHS``), within the Dice tolerance of its phantom reference."""
+    refs = reference_dice(records)
+    rows = [r for r in _pipeline_records(records)
+            if r.ok and r.throughput and (_row_of(r).get("network"), _row_of(r).get("width"))
+            == (network, width) and _row_of(r).get("path") not in COARSE_PATHS]
+    rows = [r for r in rows if _key(r) not in refs or r.extra.get("dice") is None
+            or refs[_key(r)] - r.extra["dice"] <= DICE_TOLERANCE]
+    return max(rows, key=lambda r: r.throughput, default=None)
+
+
+def real_ct_text(records: Sequence[Record], info: dict[str, Any],
+                 real: dict[str, Any] | None) -> str:
+    """What the real-CT run (``realct.view.path_verdict``) says about the champion's path."""
+    if real is None:
+        return ""
+    low, full = real["lowres"], real["full"]
+    text = (f" On real CT ({real['dataset']}; {real['budget']} of training each), the same "
+            f"network scores Dice {low['dice']:.3f} (NSD {low['nsd']:.3f}) with path lowres and "
+            f"{full['dice']:.3f} (NSD {full['nsd']:.3f}) with path full.")
+    if info["path"] not in COARSE_PATHS or real["cost"] <= DICE_TOLERANCE:
+        return text
+    text += (f" **Path lowres loses {real['cost']:.3f} Dice on real labels**, more than the "
+             f"{DICE_TOLERANCE} tolerance")
+    exact = fastest_exact_path(records, info["network"], info["width"])
+    if exact is None:
+        return text + "."
+    row = _row_of(exact)
+    return (text + f": the fastest path that keeps the labels is {row.get('path')} under "
+            f"{row.get('runtime')}, {exact.throughput:.1f} slices/s in the same run.")
+
+
+def headline(records: Sequence[Record], real: dict[str, Any] | None = None) -> str:
+    """The champion in one paragraph; ``real`` (``realct.view.path_verdict``) adds what its
+    output path costs on real labelled CT."""
     base, best, info = baseline(records), champion(records), recipe(records)
     if base is None or best is None or info is None:
         return "No champion: the baseline or the eager reference did not run."
@@ -341,18 +377,28 @@ def headline(records: Sequence[Record]) -> str:
                  "about what a lower precision or a coarser output path does to organ "
                  "boundaries. "
                  "Read this row as the fastest pipeline, not yet as one of equal quality.")
-    elif info["path"] in COARSE_PATHS:
+    elif info["path"] in COARSE_PATHS and real is None:
         text += (f" Its Dice is within {DICE_TOLERANCE} of the original's "
                  f"{num(reference_of_baseline(records), 3)} on phantoms of "
                  f"{WIDE_HEAD_ORGANS} large organs; path {info['path']} places boundaries on a "
                  "coarser grid, which costs small structures (ribs, vessels) more Dice on real "
                  "CT: check it on your own labelled scans before relying on it.")
-    return text
+    return text + real_ct_text(records, info, real)
+
+
+def real_verdict(results: Any) -> dict[str, Any] | None:
+    """The real-CT verdict on the champion's paths from the same machine's real_ct file."""
+    other = results.sibling("real_ct") if results is not None else None
+    if other is None:
+        return None
+    from segbench.realct.view import path_verdict
+
+    return path_verdict(other.records)
 
 
 def tables(bench: Any, results: Any) -> list[tuple[str, str]]:
     records = results.records
-    return [("", headline(records)),
+    return [("", headline(records, real_verdict(results))),
             ("Slice -> uint8 label map at 512x512, fastest first", main_table(records)),
             ("Stage breakdown (ms per slice)", breakdown_table(records)),
             ("Peak probes of this CPU (same run)", peak_table(records))]

@@ -30,7 +30,8 @@ from segbench.results import ResultsError, load_or_new, results_path, update
 
 PROG = "benchmarks/real_ct/benchmark.py"
 DEFAULT_CORE_MINUTES = 20.0
-QUICK_CORE_MINUTES = 0.05
+QUICK_CORE_MINUTES = 0.02
+QUICK_GRIDS = ("2d-lowres", "3d-3mm")
 CALIBRATION = 16
 
 
@@ -45,13 +46,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runtimes", type=cli._comma_list,
                    help="for every method (default: eager, openvino-bf16 and an INT8 runtime "
                         "per method)")
-    p.add_argument("--grids", type=cli._comma_list, default=list(grid_mod.GRID_KEYS))
+    p.add_argument("--grids", type=cli._comma_list,
+                   help=f"default: all ({', '.join(grid_mod.GRID_KEYS)}); --quick: "
+                        f"{', '.join(QUICK_GRIDS)}")
     p.add_argument("--train-split", default="train")
     p.add_argument("--test-split", default="test")
     p.add_argument("--cases", type=int, help="score only the first N test cases (default all)")
     p.add_argument("--scans", type=int, help="only the first N annotated scans (default all)")
     p.add_argument("--core-minutes", type=float,
                    help=f"CPU budget per network (default {DEFAULT_CORE_MINUTES:g})")
+    p.add_argument("--all-organs", action="store_true",
+                   help="observer ceilings also for brain and lungs (slow, uninformative)")
     p.add_argument("--tolerance", type=float, default=2.0, help="NSD tolerance in mm")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
@@ -77,6 +82,8 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.tolerance <= 0 or (args.core_minutes is not None and args.core_minutes <= 0):
         raise cli.UsageError("--tolerance and --core-minutes must be positive")
     cli.check_names("method", args.methods, methods_mod.METHOD_KEYS)
+    if args.grids is None:
+        args.grids = list(QUICK_GRIDS if args.quick else grid_mod.GRID_KEYS)
     cli.check_names("grid", args.grids, grid_mod.GRID_KEYS)
     if args.runtimes:
         cli.check_names("runtime", args.runtimes, runtimes.names())
@@ -177,9 +184,9 @@ class Plan:
                 plan.test_cases, plan.train_cases = plan.test_cases[:1], plan.train_cases[:3]
             if not plan.test_cases or (args.part != "ceiling" and not plan.train_cases):
                 raise DatasetError(f"{ds.root}: the split has no cases to train or score")
-            print(f"checking {len(plan.train_cases) + len(plan.test_cases)} cases of "
-                  f"{ds.name} ...", file=sys.stderr)
-            check(ds, plan.train_cases + plan.test_cases)
+            needed = plan.test_cases + (plan.train_cases if args.part != "ceiling" else [])
+            print(f"checking {len(needed)} cases of {ds.name} ...", file=sys.stderr)
+            check(ds, needed)
         if args.observers is not None:
             from segbench.realct.observers import load_mask, open_observers, select
 
@@ -230,8 +237,9 @@ class Plan:
         if self.scans:
             described = {"name": _observers_name(a.observers), "split": "all",
                          "cases": len(self.scans)}
+            skip = () if a.all_organs else mq.LARGE_ORGANS
             self._save(results, path, mq.observer_ceilings(self.scans, described, a.grids,
-                                                           a.tolerance, a.quick))
+                                                           a.tolerance, a.quick, skip))
         if self.dataset is None:
             return
         ds = self.dataset

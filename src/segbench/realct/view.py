@@ -132,3 +132,20 @@ def tables(results: ResultsFile) -> list[tuple[str, str]]:
 
 def render(results: ResultsFile) -> str:
     return "\n\n".join((f"**{t}**\n\n" if t else "") + body for t, body in tables(results))
+
+
+def path_verdict(records: Sequence[Record]) -> dict[str, Any] | None:
+    """What real CT says about the 2D champion's output paths: its FP32 eager Dice / NSD with
+    the coarse ``lowres`` path and with the exact ``full`` path, on the same network, cases and
+    training; None when the run has not both rows."""
+    rows = {r.extra.get("path"): r for r in records
+            if r.ok and r.extra.get("kind") == "trained" and r.runtime == "eager"
+            and r.extra.get("method") == "2d-champion"}
+    if "lowres" not in rows or "full" not in rows:
+        return None
+    low, full = rows["lowres"].extra, rows["full"].extra
+    return {"dataset": _dataset_text(low["dataset"]),
+            "budget": low.get("training", {}).get("budget", "?"),
+            "lowres": {"dice": low["mean_dice"], "nsd": low["mean_nsd"]},
+            "full": {"dice": full["mean_dice"], "nsd": full["mean_nsd"]},
+            "cost": full["mean_dice"] - low["mean_dice"]}
