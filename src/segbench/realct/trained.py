@@ -91,11 +91,10 @@ def run_trained(plan: Any, save: Callable[[list[Record]], None]) -> None:
                                 m, train_volumes, classes, 2 if a.quick else CALIBRATION)
                         options = runtimes.accepted(rt_name, {"calibration_inputs": calib})
                     prepared = rt.prepare(model, example, threads, **options)
-                    try:
-                        with torch.inference_mode():
-                            scores, labels = run_method(
-                                m, path_name, rt_name, prepared.call, plan.test_cases, ds,
-                                classes, a.tolerance, eager_labels)
+                    try:  # each runtime sets its own grad mode (compiled ones need no_grad)
+                        scores, labels = run_method(m, path_name, rt_name, prepared.call,
+                                                    plan.test_cases, ds, classes, a.tolerance,
+                                                    eager_labels)
                     finally:
                         if prepared.cleanup:
                             prepared.cleanup()

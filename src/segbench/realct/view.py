@@ -77,6 +77,8 @@ def ceiling_table(records: Sequence[Record]) -> list[tuple[str, str]]:
                    "brought back by nearest neighbour; no network), "
                    f"{_dataset_text(first['dataset'])}, NSD tolerance "
                    f"{first['tolerance_mm']:g} mm")
+        if first.get("organs_left_out"):
+            caption += f"; left out: {', '.join(first['organs_left_out'])} (whole organs)"
         if ia:
             caption += ("; 'two annotators' is their agreement with each other "
                         f"({', '.join(ia.extra.get('annotators', []))}); 'ok': the grid keeps at "
