@@ -38,7 +38,7 @@ def test_a_run_prepares_weights_before_its_first_cell(monkeypatch, tmp_path):
                 runtime="eager", shape=(1, 3, 64, 64), threads=1)
     opts = cli.Options(models=[], runtimes=[], size=64, batch=1, threads=1, classes=3,
                        repeats=1, quick=True, out=tmp_path, timeout=1, list=False)
-    plain = SimpleNamespace(follow_up=None)
+    plain = SimpleNamespace(name="b", follow_up=None)
     bench.run(plain, opts, ResultsFile("b", {}), tmp_path / "b.json", [cell, cell])
     assert order == ["weights", "cell", "cell"]
 
@@ -67,7 +67,7 @@ def test_follow_up_cells_run_after_the_matrix_and_replace_a_record(monkeypatch, 
                  shape=(1, 3, 64, 64), threads=1)
     opts = cli.Options(models=[], runtimes=[], size=64, batch=1, threads=1, classes=3,
                        repeats=1, quick=True, out=tmp_path, timeout=1, list=False)
-    done = bench.run(SimpleNamespace(follow_up=follow_up), opts, ResultsFile("b", {}),
+    done = bench.run(SimpleNamespace(name="b", follow_up=follow_up), opts, ResultsFile("b", {}),
                      tmp_path / "b.json", [cell(), other])
     assert ran == [(), (), ("encoder",)]
     assert seen == [[cell().key, other.key]]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
-from segbench import cli, machine, report, runtimes, weights
+from segbench import cli, machine, progress, report, runtimes, weights
 from segbench.cell import Cell
 from segbench.isolate import run_here, run_isolated
 from segbench.measure import Protocol
@@ -236,15 +236,33 @@ def dry_run_text(cells: Sequence[Cell], expected: Sequence[float | None], source
         variant = ",".join(f"{k}={v}" for k, v in sorted((cell.scenario or {}).items()))
         rows.append([i, cell.model.label, cell.runtime, "x".join(map(str, cell.shape)),
                      cell.threads, cell.extra.get("tag", "") or variant, duration(est)])
+    table = tabulate(rows, headers=["#", "model", "runtime", "input", "threads", "variant",
+                                    "estimate"], tablefmt="github", disable_numparse=True)
+    return f"{table}\n\n{estimate_text(cells, expected, source)}; nothing was timed."
+
+
+def estimate_text(cells: Sequence[Cell], expected: Sequence[float | None], source: Path) -> str:
+    """How many cells and how long, from past records: the line ``--dry-run`` ends with and a
+    run starts with."""
     known = [e for e in expected if e is not None]
     total = f"estimated duration: {duration(sum(known)) if known else 'unknown'}"
     if known and len(known) < len(cells):
         total += (f" for {len(known)} of {len(cells)} cells; the other "
                   f"{len(cells) - len(known)} unknown")
-    table = tabulate(rows, headers=["#", "model", "runtime", "input", "threads", "variant",
-                                    "estimate"], tablefmt="github", disable_numparse=True)
-    return (f"{table}\n\n{len(cells)} cells; {total} (from {source}"
-            f"{'' if source.exists() else ', not written yet'}); nothing was timed.")
+    return (f"{len(cells)} cells; {total} (from {source}"
+            f"{'' if source.exists() else ', not written yet'})")
+
+
+def start_text(bench: Benchmark, cells: Sequence[Cell], expected: Sequence[float | None],
+               source: Path) -> str:
+    """The line a run prints before any work: the dry run's estimate, and the networks it must
+    train first (their time is not in the estimate: past records time cells, not training)."""
+    text = f"{bench.name}: {estimate_text(cells, expected, source)}"
+    train = weights.to_train([cell.model for cell in cells])
+    if train:
+        text += (f"; first trains {len(train)} network(s) missing from cache/ (minutes each "
+                 "on 2 cores, not in the estimate)")
+    return text
 
 
 def _progress(i: int, n: int, cell: Cell, elapsed: float = 0.0,
@@ -255,14 +273,18 @@ def _progress(i: int, n: int, cell: Cell, elapsed: float = 0.0,
           f"{shape} ...", file=sys.stderr, end="", flush=True)
 
 
-def _done(record: Record) -> None:
+def _outcome(record: Record) -> str:
     if record.ok and record.throughput:
         tp = record.throughput
         what = f"{tp:.1f} img/s" if tp >= 1 else f"{record.batch / tp:.2f} s per call"
     else:
         what = record.reason
     took = f" ({record.elapsed_s:.0f} s)" if record.elapsed_s else ""
-    print(f" {record.status}: {what}{took}", file=sys.stderr, flush=True)
+    return f"{record.status}: {what}{took}"
+
+
+def _done(record: Record) -> None:
+    print(f" {_outcome(record)}", file=sys.stderr, flush=True)
 
 
 CONTENDED_PAUSE_S = 20.0  # wait before re-timing a contended cell, so a burst can pass
@@ -313,30 +335,48 @@ def run(bench: Benchmark, opts: cli.Options, results: ResultsFile, path: Path,
         cells: list[Cell] | None = None) -> list[Record]:
     """Every cell in its own process; the file is saved after each one."""
     cells = bench.make_cells(opts) if cells is None else cells
+    past, source = past_records(results, path)
+    expected = estimates(cells, past)
+    print(start_text(bench, cells, expected, source), file=sys.stderr, flush=True)
     weights.prepare([cell.model for cell in cells])  # before any cell, never under a timeout
-    expected = estimates(cells, past_records(results, path)[0])
     done: dict[str, Record] = {}
     took: list[float] = []  # wall seconds of each finished cell, for the progress line only
     start = time.monotonic()
+    # one bar on a terminal (its ETA: past durations, see ``remaining``); plain lines otherwise
+    shown = progress.bar(len(cells), bench.name, "cells", eta=False)
 
     def run_cells(todo: list[Cell], first: int, total: int) -> None:
         for i, cell in enumerate(todo, first):
-            _progress(i, total, cell, time.monotonic() - start, remaining(expected, took))
+            left = remaining(expected, took)
+            if shown.disable:
+                _progress(i, total, cell, time.monotonic() - start, left)
+            else:
+                shown.set_postfix_str(f"~{duration(left)} left; {cell.model.label} | "
+                                      f"{cell.runtime}")
             cell_start = time.monotonic()
             record = run_with_retries(cell, opts)
             took.append(time.monotonic() - cell_start)
-            _done(record)
+            if shown.disable:
+                _done(record)
+            else:
+                shown.write(f"[{i}/{total}] {cell.model.label} | {cell.runtime}: "
+                            f"{_outcome(record)}", file=sys.stderr)
+                shown.update(1)
             results.upsert(record)
             save(path, results)
             done[record.key] = record
 
-    run_cells(cells, 1, len(cells))
-    more = bench.follow_up(bench, opts, list(done.values())) if bench.follow_up else []
-    if more:
-        print(f"follow-up: {len(more)} more cell(s) chosen from the results",
-              file=sys.stderr, flush=True)
-        expected = [*expected, *estimates(more, [])]
-        run_cells(more, len(cells) + 1, len(cells) + len(more))
+    try:
+        run_cells(cells, 1, len(cells))
+        more = bench.follow_up(bench, opts, list(done.values())) if bench.follow_up else []
+        if more:
+            shown.write(f"follow-up: {len(more)} more cell(s) chosen from the results",
+                        file=sys.stderr)
+            expected = [*expected, *estimates(more, [])]
+            shown.total += len(more)
+            run_cells(more, len(cells) + 1, len(cells) + len(more))
+    finally:
+        shown.close()
     print(f"{len(cells) + len(more)} cells in {time.monotonic() - start:.0f} s -> {path}",
           file=sys.stderr)
     return list(done.values())

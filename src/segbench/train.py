@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from segbench import progress
 from segbench.data.phantom import PHANTOM_VERSION, WIDE_HEAD_ORGANS, PhantomDataset
 from segbench.fidelity import dice_per_label
 
@@ -131,8 +132,9 @@ def train(model: nn.Module, steps: int = 300, batch: int = 8, size: int = 128,
     Deterministic for a given seed: ``torch.manual_seed(seed)`` and a fixed data order (step
     i sees train phantoms ``seed * SEED_STREAM + i * batch`` onwards, all freshly generated, so
     no sample is seen twice). The model is trained in train mode and left in eval mode, as
-    :func:`segbench.models.build_model` hands it over. Every ``log_every`` steps the mean loss
-    goes to stderr (0 turns this off).
+    :func:`segbench.models.build_model` hands it over. Progress goes to stderr: a bar with an
+    ETA on a terminal (the mean loss of the last ``log_every`` steps beside it), otherwise a
+    line every ``log_every`` steps; 0 turns both off.
 
     ``organs`` is how many organs the phantoms have (default ``classes - 1``: one channel per
     label). Fewer organs than channels keeps the head, and so the speed, of a wide network
@@ -150,6 +152,7 @@ def train(model: nn.Module, steps: int = 300, batch: int = 8, size: int = 128,
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(steps))
     result = TrainResult(steps, batch, size, lr, seed, classes)
+    shown = progress.bar(steps, f"train {size} px", "steps", quiet=not log_every)
     model.train()
     try:
         for step in range(steps):
@@ -165,8 +168,13 @@ def train(model: nn.Module, steps: int = 300, batch: int = 8, size: int = 128,
             result.losses.append(float(loss.detach()))
             if log_every and (step + 1) % log_every == 0:
                 recent = np.mean(result.losses[-log_every:])
-                print(f"train step {step + 1}/{steps} loss {recent:.4f}", file=sys.stderr)
+                if shown.disable:  # no terminal: a plain line now and then
+                    print(f"train step {step + 1}/{steps} loss {recent:.4f}", file=sys.stderr)
+                else:
+                    shown.set_postfix_str(f"loss {recent:.4f}", refresh=False)
+            shown.update(1)
     finally:
+        shown.close()
         model.eval()
     return result
 
@@ -270,6 +278,16 @@ def finetune_path(base: Path, finetune: dict[str, Any]) -> Path:
     tag = "-".join(f"{k}{finetune[k]:g}" if isinstance(finetune[k], float) else f"{k}{finetune[k]}"
                    for k in sorted(finetune))
     return base.with_name(f"{base.stem}-ft-{tag}{base.suffix}")
+
+
+def cached_path(name: str, classes: int = 9, steps: int = 300, batch: int = 8, size: int = 128,
+                lr: float = 3e-3, seed: int = 0, directory: str | Path | None = None,
+                finetune: dict[str, Any] | None = None, organs: int | None = None) -> Path:
+    """The file :func:`train_or_load` loads for this request (same arguments and defaults):
+    the fine-tuned weights when ``finetune`` is given. Lets a run say before any work which
+    networks it will have to train."""
+    path = weights_path(name, steps, batch, size, lr, seed, classes, directory, organs)
+    return finetune_path(path, finetune) if finetune else path
 
 
 def train_or_load(model: nn.Module, name: str, steps: int = 300, batch: int = 8,

@@ -13,6 +13,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 from segbench.models import ModelSpec, build_model, training_spec
@@ -39,6 +40,32 @@ def distinct(specs: Sequence[ModelSpec]) -> list[ModelSpec]:
                          default=str)
         if key not in seen:
             seen.add(key)
+            out.append(spec)
+    return out
+
+
+def weights_file(spec: ModelSpec) -> Path | None:
+    """The cache file the trained weights of ``spec`` are loaded from; None for random
+    weights."""
+    spec = training_spec(spec)
+    if spec.options.get("train"):
+        from segbench.train import cached_path
+
+        return cached_path(spec.label, spec.classes, **spec.options["train"])
+    if spec.options.get("recipe"):
+        from segbench.wholect_weights import Recipe3D, weights_path
+
+        return weights_path(spec.name, spec.classes, Recipe3D.from_dict(spec.options["recipe"]))
+    return None
+
+
+def to_train(specs: Sequence[ModelSpec]) -> list[ModelSpec]:
+    """The distinct trained networks of ``specs`` whose weights are not in the cache yet: what
+    :func:`prepare` will train (minutes each on 2 cores) before the first cell."""
+    out = []
+    for spec in distinct(specs):
+        path = weights_file(spec)
+        if path is not None and not path.exists():
             out.append(spec)
     return out
 

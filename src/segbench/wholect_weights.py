@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from segbench import progress
 from segbench.data.phantom import WIDE_HEAD_ORGANS
 from segbench.train import WEIGHTS_DIR, load_weights, save_weights, segmentation_loss
 
@@ -87,7 +88,8 @@ def training_volumes(recipe: Recipe3D) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def train_3d(model: nn.Module, recipe: Recipe3D, log_every: int = 20) -> list[float]:
-    """Train ``model`` in place on random crops; deterministic for a recipe."""
+    """Train ``model`` in place on random crops; deterministic for a recipe. Progress as in
+    :func:`segbench.train.train` (a bar on a terminal, lines otherwise, 0: silent)."""
     rng = np.random.default_rng(recipe.seed)
     torch.manual_seed(recipe.seed)
     data = training_volumes(recipe)
@@ -96,6 +98,7 @@ def train_3d(model: nn.Module, recipe: Recipe3D, log_every: int = 20) -> list[fl
                                                 pct_start=0.1)
     p = recipe.patch
     losses: list[float] = []
+    shown = progress.bar(recipe.steps, f"train 3d {p}^3", "steps", quiet=not log_every)
     model.train()
     try:
         for step in range(recipe.steps):
@@ -115,9 +118,15 @@ def train_3d(model: nn.Module, recipe: Recipe3D, log_every: int = 20) -> list[fl
             sched.step()
             losses.append(float(loss.detach()))
             if log_every and (step + 1) % log_every == 0:
-                print(f"train 3d step {step + 1}/{recipe.steps} loss "
-                      f"{np.mean(losses[-log_every:]):.4f}", file=sys.stderr, flush=True)
+                recent = np.mean(losses[-log_every:])
+                if shown.disable:  # no terminal: a plain line now and then
+                    print(f"train 3d step {step + 1}/{recipe.steps} loss {recent:.4f}",
+                          file=sys.stderr, flush=True)
+                else:
+                    shown.set_postfix_str(f"loss {recent:.4f}", refresh=False)
+            shown.update(1)
     finally:
+        shown.close()
         model.eval()
     return losses
 
