@@ -9,10 +9,13 @@ does not stop the others; its per-cell progress lines pass through to stderr.
 """
 
 import argparse
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from segbench import stop
 
 ROOT = Path(__file__).resolve().parents[1]
 # cheapest first, so a quick look at early results is possible while the rest runs
@@ -23,6 +26,22 @@ ORDER = ["encoder_only", "fpn_decoder", "unet_decoder", "combined", "quantizatio
 def available() -> list[str]:
     present = {p.parent.name for p in ROOT.glob("benchmarks/*/benchmark.py")}
     return [name for name in ORDER if name in present] + sorted(present - set(ORDER))
+
+
+def run_benchmark(cmd: list[str]) -> int:
+    """One benchmark as its own process. A stop signal sent to run_all alone (a scheduler's
+    SIGTERM) is passed on to it, and run_all waits while it ends its cell and saves."""
+    proc = subprocess.Popen(cmd, cwd=ROOT)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt as exc:
+        proc.send_signal(getattr(exc, "signum", signal.SIGINT))  # a repeat is ignored there
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        raise
 
 
 def main(argv=None) -> int:
@@ -48,7 +67,14 @@ def main(argv=None) -> int:
         cmd = [sys.executable, str(ROOT / "benchmarks" / name / "benchmark.py")]
         if args.quick:
             cmd.append("--quick")
-        if subprocess.run(cmd, cwd=ROOT).returncode != 0:
+        try:
+            with stop.on_signals():
+                code = run_benchmark(cmd)
+        except KeyboardInterrupt as exc:
+            print(f"\nrun_all: stopped by {exc}: {name} kept its finished cells in its results "
+                  "file; the benchmarks after it did not run", file=sys.stderr)
+            return stop.exit_code(exc)
+        if code != 0:
             failed.append(name)
     if not args.no_report and not args.quick:
         subprocess.run([sys.executable, str(ROOT / "benchmarks" / "report.py")], cwd=ROOT)

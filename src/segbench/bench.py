@@ -14,12 +14,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
-from segbench import cli, machine, progress, report, runtimes, weights
+from segbench import cli, machine, progress, report, runtimes, stop, weights
 from segbench.cell import Cell
 from segbench.isolate import run_here, run_isolated
 from segbench.measure import Protocol
 from segbench.models import DEFAULT_CLASSES, ModelSpec, family, input_shape
-from segbench.results import Record, ResultsError, ResultsFile, load_or_new, results_path, save
+from segbench.results import Record, ResultsError, ResultsFile, load_or_new, results_path, update
 
 Tables = Callable[["Benchmark", ResultsFile], list[tuple[str, str]]]
 
@@ -362,8 +362,9 @@ def run(bench: Benchmark, opts: cli.Options, results: ResultsFile, path: Path,
                 shown.write(f"[{i}/{total}] {cell.model.label} | {cell.runtime}: "
                             f"{_outcome(record)}", file=sys.stderr)
                 shown.update(1)
-            results.upsert(record)
-            save(path, results)
+            with stop.deferred():  # a stop signal waits until this finished cell is saved
+                results.upsert(record)
+                update(path, results, [record])  # merged into the file under its lock
             done[record.key] = record
 
     try:
@@ -400,10 +401,13 @@ def main(bench: Benchmark, argv: Sequence[str] | None = None) -> int:
         print(dry_run_text(cells, estimates(cells, past), source))
         return 0
     try:
-        done = run(bench, opts, results, path, cells)
-    except KeyboardInterrupt:
-        print(f"\ninterrupted; finished cells are kept in {path}", file=sys.stderr)
-        return 130
+        with stop.on_signals():  # SIGTERM / SIGINT: end the cell's processes, keep the file
+            done = run(bench, opts, results, path, cells)
+    except KeyboardInterrupt as exc:
+        return stop.stopped(exc, path)  # 130 or 143, one line saying where the cells are
+    except ResultsError as exc:  # the file became unusable during the run: left untouched
+        print(f"\n{prog}: error: {exc}", file=sys.stderr)
+        return 1
     print(bench.render(ResultsFile(bench.name, results.machine, done)))
     return 0
 

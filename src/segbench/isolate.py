@@ -15,6 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from segbench import stop
 from segbench.cell import Cell
 from segbench.results import Record
 from segbench.worker import ESTIMATE_FILE_ENV, blank_record
@@ -47,17 +48,23 @@ def run_isolated(cell: Cell, timeout: float) -> Record:
         estimate_path = tmpdir / "estimate.json"
         env[ESTIMATE_FILE_ENV] = str(estimate_path)  # the worker's memory estimate, written early
         with open(log_path, "w") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "segbench.worker", str(cell_path), str(out_path)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-                start_new_session=True)
+            proc = None
             try:
+                with stop.deferred():  # a stop now waits until the worker's id is known
+                    proc = subprocess.Popen(
+                        [sys.executable, "-m", "segbench.worker", str(cell_path),
+                         str(out_path)], stdin=subprocess.DEVNULL, stdout=log,
+                        stderr=subprocess.STDOUT, env=env, start_new_session=True)
                 code = proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 _kill_group(proc)
                 record = blank_record(cell)
                 record.status, record.reason = "timeout", f"no result after {timeout:g} s"
                 return record
+            except BaseException:  # a stop (SIGTERM/SIGINT, stop.Stopped): the worker is in
+                if proc is not None:  # a session of its own, out of the signal's reach
+                    _kill_group(proc)
+                raise  # before the temporary directory goes
         if out_path.exists():
             return Record.from_dict(json.loads(out_path.read_text()))
         record = blank_record(cell)
@@ -101,6 +108,9 @@ def run_here(cell: Cell) -> Record:
         try:
             record, elapsed = time_call(lambda: run_cell(cell))
             record.elapsed_s = elapsed
+        except KeyboardInterrupt:  # a stop: this cell's helpers (inductor's compile workers)
+            stop.end_children()  # go before the folder they write into
+            raise
         except Exception as exc:  # noqa: BLE001 - run_cell makes rows of its failures; this
             record = blank_record(cell)  # catches what escapes it, so the run goes on
             record.status, record.reason = "failed", _last_line(f"{type(exc).__name__}: {exc}")
@@ -132,8 +142,4 @@ def killed_reason(estimate_path: Path) -> str:
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()
+    stop.end_group(proc)

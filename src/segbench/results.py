@@ -4,17 +4,31 @@ A file is ``results/<benchmark>/<machine-slug>.json`` (``.quick.json`` for smoke
 machine block and a list of records. It is rewritten atomically after every cell, so an
 interrupted run keeps every cell it finished and never leaves a half-written file; a file that
 exists but cannot be read is reported and left alone.
+
+One writer at a time, nothing lost (:func:`update`): a run does not write the copy of the file
+it read at its start. It takes the file's lock (``fcntl.flock`` on the sidecar
+``<file>.lock``), re-reads the file inside the lock, upserts its own new records by key into
+what the file holds now, writes atomically and lets go. Two runs writing one file (a second
+benchmark started in another terminal, a cluster job array writing into one folder) therefore
+both keep their records; a cell both of them ran keeps the record written last. Merging was
+chosen over refusing the second run because both runs' records are wanted and a cell takes
+seconds to minutes while a merge takes milliseconds: neither run waits noticeably. The lock is
+advisory (it binds the writers that take it, i.e. this code), is released by the kernel when
+its holder dies however it dies, and works on local file systems and on NFS (where Linux maps
+``flock`` onto byte-range locks). The lock file is left in place (removing it would race with a
+writer that has just opened it); ``*.json.lock`` is git-ignored.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterator, TextIO
+from typing import Any, Iterator, Sequence, TextIO
 
 SCHEMA = 1
 STATUSES = ("ok", "failed", "timeout", "skipped")
@@ -189,7 +203,50 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 
 def save(path: Path, results: ResultsFile) -> None:
+    """Write ``results`` over ``path`` as it is (atomically). A run adds its records with
+    :func:`update` instead, which merges them into the file under its lock."""
     write_json_atomic(path, results.to_dict())
+
+
+LOCK_SUFFIX = ".lock"
+
+
+def lock_path(path: Path) -> Path:
+    """The sidecar file whose lock guards results file ``path``: ``<path>.lock``. The results
+    file itself cannot carry the lock: an atomic write replaces it by another inode."""
+    path = Path(path)
+    return path.with_name(path.name + LOCK_SUFFIX)
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold the exclusive lock of results file ``path`` for the block (waits while another
+    writer holds it; the kernel releases it when the block ends or its process dies)."""
+    lock = lock_path(path)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def update(path: Path, results: ResultsFile, records: Sequence[Record]) -> ResultsFile:
+    """Add ``records`` to the file at ``path``, keeping what other runs wrote there meanwhile.
+
+    Under the file's lock: re-read the file as it is now (or start a new one with
+    ``results``'s benchmark and machine block), upsert ``records`` by key, write atomically.
+    Returns the file as written. ResultsError if the file became unusable (it is then left
+    untouched).
+    """
+    with locked(path):
+        current = load_or_new(path, results.benchmark, results.machine)
+        for record in records:
+            current.upsert(record)
+        save(path, current)
+    current.path = Path(path)
+    return current
 
 
 def _jsonable(obj: Any) -> Any:

@@ -58,6 +58,7 @@ class MethodSpec:
     quick: bool = False  # part of --quick
     not_run: tuple[str, ...] = ()  # runtimes the default matrix leaves out (rows say why)
     note: str = ""
+    stand_in: str = ""  # why this runs in place of the method it is named after (2d-best)
 
 
 def _3d(network: str, classes: int, spacing: float, patch: tuple[int, ...], step: float,
@@ -71,9 +72,12 @@ def _2d(network: str, batch: int, path: str) -> wholect.Pipeline:
 
 
 ORIGINAL_2D = "mobilenetv4_conv_small"  # + the project's Semantic FPN, 128 channels
-# The 2D pipeline run as "2d-best" when this machine has no champion results yet (see
-# champion_method): the original network under OpenVINO bf16 with in-graph argmax.
+# The 2D pipeline run as "2d-best" when this machine has no champion results (see
+# champion_lookup): the original network under OpenVINO bf16 with in-graph argmax. It is NOT
+# the champion, and its rows say so (title, "how" column, extra["stand_in"]).
 BEST_2D = ("mobilenetv4_conv_small", "openvino-bf16", "blocked", 4)
+CHAMPION_TITLE = "2D champion"
+STAND_IN_TITLE = "2D stand-in, not the champion"
 FAST_RUNTIMES = ("eager", "openvino-bf16", "compile-bf16", "openvino-int8", "ort-fp32",
                  "openvino-fp32")
 
@@ -86,9 +90,10 @@ METHODS: list[MethodSpec] = [
     MethodSpec("2d-original", "2D original recipe (MobileNetV4-Conv-Small + FPN 128)",
                "fpn-labels", ORIGINAL_2D, _2d(ORIGINAL_2D, 1, "full"), ("ort-fp32",), "dice",
                quick=True, note="batch 1, path full; " + IN_GRAPH),
-    MethodSpec("2d-best", "2D best pipeline", "fpn-labels", BEST_2D[0],
-               _2d(BEST_2D[0], BEST_2D[3], BEST_2D[2]), (BEST_2D[1],), "dice",
-               note=f"batch {BEST_2D[3]}, path {BEST_2D[2]}; " + IN_GRAPH),
+    MethodSpec("2d-best", f"{STAND_IN_TITLE} (MobileNetV4-Conv-Small + FPN 128)", "fpn-labels",
+               BEST_2D[0], _2d(BEST_2D[0], BEST_2D[3], BEST_2D[2]), (BEST_2D[1],), "dice",
+               note=f"batch {BEST_2D[3]}, path {BEST_2D[2]}; " + IN_GRAPH,
+               stand_in="no champion results"),
     MethodSpec("totalseg-fast", "TotalSegmentator --fast (3 mm)", "3d-phantom", "totalseg-3mm",
                _3d("totalseg-3mm", TOTALSEG_FAST_OUTPUTS, volume.FAST_SPACING_MM, FAST_PATCH,
                    volume.TOTALSEG_STEP), FAST_RUNTIMES, "dice",
@@ -137,21 +142,50 @@ def recipe_2d(size: int, quick: bool) -> dict[str, Any]:
 def champion_method(opts: Any) -> MethodSpec | None:
     """The 2d-best method from this machine's champion results (network, FPN width, runtime,
     output path, slices per call), or None when that benchmark has no full run here yet."""
+    return champion_lookup(opts)[0]
+
+
+def champion_lookup(opts: Any) -> tuple[MethodSpec | None, str]:
+    """(the champion's method, "") or (None, why this run has no champion to run)."""
     from segbench import champion, machine
     from segbench.results import ResultsError, load, results_path
 
+    if opts.quick:
+        return None, "a --quick run does not look the champion up"
     path = results_path(opts.out, "champion", machine.slug(), False)
+    if not path.exists():
+        return None, (f"no champion results for this machine ({path} does not exist: run "
+                      "benchmarks/champion/benchmark.py)")
     try:
-        best = champion.recipe(load(path, "champion").records) if path.exists() else None
-    except ResultsError:
-        return None
+        best = champion.recipe(load(path, "champion").records)
+    except ResultsError as exc:
+        return None, f"the champion results cannot be read ({exc})"
     if best is None:
-        return None
+        return None, f"{path} names no champion yet"
     network = champion.network_name(best["network"], best["width"])
-    return MethodSpec("2d-best", f"2D champion ({network})", "fpn-labels", network,
+    return MethodSpec("2d-best", f"{CHAMPION_TITLE} ({network})", "fpn-labels", network,
                       _2d(network, best["batch"], best["path"]), (best["runtime"],), "dice",
                       note=f"batch {best['batch']}, path {best['path']}, from the champion "
-                           f"benchmark's run on this machine; {IN_GRAPH}")
+                           f"benchmark's run on this machine; {IN_GRAPH}"), ""
+
+
+def stand_in(method: MethodSpec, why: str) -> MethodSpec:
+    """The 2d-best stand-in, saying which network and path it runs instead and why."""
+    network, runtime, path, batch = BEST_2D
+    return replace(method, stand_in=why,
+                   note=f"NOT the champion ({why}); ran {network} + FPN 128 under {runtime}, "
+                        f"batch {batch}, path {path} instead; {IN_GRAPH}")
+
+
+def row_title(r: Record) -> str:
+    """What a row ran, as tables name it. A 2d-best row is the champion's only if it was run as
+    the champion: a stand-in (or an older record of one, titled "2D best pipeline") never
+    reads as the champion."""
+    title = r.extra.get("title", r.model)
+    if r.extra.get("method") == "2d-best" and not (
+            title.startswith(CHAMPION_TITLE) or title.startswith(STAND_IN_TITLE)):
+        title = f"{STAND_IN_TITLE} ({r.model})"
+    return title
 
 
 def recipe_3d(quick: bool) -> dict[str, Any]:
@@ -203,13 +237,13 @@ def selected(opts: Any) -> list[tuple[MethodSpec, list[str]]]:
     """(method, runtimes) in matrix order; an explicit --runtimes applies to every method.
     The 2d-best method is the champion benchmark's winner where it has run on this machine."""
     explicit = list(opts.runtimes) != list(ALL_RUNTIMES)
-    best = None if opts.quick else champion_method(opts)
     out = []
     for m in METHODS:
-        if m.key == "2d-best" and best is not None:
-            m = best
         if m.key not in opts.models:
             continue
+        if m.key == "2d-best":
+            best, why = champion_lookup(opts)
+            m = best if best is not None else stand_in(m, why)
         if explicit:
             runtimes = list(opts.runtimes)
         else:
@@ -225,6 +259,13 @@ def make_cells(bench: Any, opts: Any) -> list[Cell]:
         from segbench.cli import UsageError
 
         raise UsageError(f"--loops must be at least 1, got {loops}")
+    # a CT given with --input was checked whole at argument time; what only looks unusual
+    # about it (a slab, a head, padded slices) goes into every row
+    unusual = (list(wholect.inspect_nifti(ct["path"]).unusual) if ct["kind"] == "nifti"
+               else [])
+    if unusual and not getattr(opts, "dry_run", False):
+        print(f"note: unusual CT ({'; '.join(unusual)}); it runs, and its rows say so",
+              file=sys.stderr, flush=True)
     cells = []
     for method, runtimes in selected(opts):
         spec = model_spec(method, ct, opts.quick)
@@ -236,11 +277,16 @@ def make_cells(bench: Any, opts: Any) -> list[Cell]:
         long = method.long or opts.quick
         for runtime in runtimes:
             shape = ((pipe.batch, 3, 1, 1) if pipe.kind == "2d" else (1, 1, *pipe.patch))
+            extra = {"method": method.key, "title": method.title, "networks": method.networks,
+                     "note": method.note, "tag": method.key}
+            if method.stand_in:
+                extra["stand_in"] = method.stand_in
+            if unusual:
+                extra["ct_unusual"] = unusual
             cells.append(Cell(
                 benchmark=bench.name, model=spec, runtime=runtime, shape=shape,
                 threads=opts.threads, protocol=loop_protocol(loops, opts.quick), fidelity=False,
-                extra={"method": method.key, "title": method.title, "networks": method.networks,
-                       "note": method.note, "tag": method.key},
+                extra=extra,
                 scenario={"kind": "whole_ct", "ct": ct, "pipeline": pipe.to_dict(),
                           "quality": quality, "reference": reference,
                           "calibration": 4 if opts.quick else 8,
@@ -363,7 +409,9 @@ def per_ct_rows(records: Sequence[Record]) -> list[list[str]]:
         if r.ok and r.extra.get("networks", 1) > 1:
             status = (f"ok; one of {r.extra['networks']} networks timed, its per-network "
                       "stages counted for each")
-        rows.append([r.extra.get("title", r.model), r.runtime, r.extra.get("note", ""),
+        if r.extra.get("ct_unusual"):
+            status += "; unusual CT: " + "; ".join(r.extra["ct_unusual"])
+        rows.append([row_title(r), r.runtime, r.extra.get("note", ""),
                      _secs(sec), *(_secs(stages.get(col)) for col, _ in STAGE_COLUMNS),
                      _gib(r.extra.get("loop_peak_rss_bytes")), quality_text(r),
                      num(sec / base_s, 2) + "x" if sec and base_s else DASH,
@@ -395,7 +443,7 @@ def estimate_rows(records: Sequence[Record]) -> list[list[str]]:
         est = r.extra["estimate_s"]  # passes x isolated pass, one network
         predict = (r.extra.get("stages_s") or {}).get("predict")
         passes = r.extra.get("passes")
-        rows.append([r.extra.get("title", r.model), r.runtime,
+        rows.append([row_title(r), r.runtime,
                      f"{passes} x {k} networks" if k > 1 else passes,
                      _secs(r.extra.get("seconds_per_pass")), _secs(est * k), _secs(measured),
                      num(measured / (est * k), 2) if est and measured else DASH,
@@ -450,7 +498,7 @@ def tables(bench: Any, results: Any) -> list[tuple[str, str]]:
 def stage_plot(results: Any, out: Path) -> list[Path | None]:
     from segbench.plots import stage_bars_plot
 
-    rows = [(f"{r.extra.get('title', r.model)} | {r.runtime}", stage_seconds(r))
+    rows = [(f"{row_title(r)} | {r.runtime}", stage_seconds(r))
             for r in results.records if r.extra.get("method") and r.ok and not r.quick]
     cores = results.machine.get("physical_cores", "?")
     return [stage_bars_plot(rows, out / "whole_ct_stages.png",
@@ -472,7 +520,7 @@ def headline(records: Sequence[Record]) -> list[str]:
         if not timed or m.key == "2d-original":
             continue
         sec, r = min(timed, key=lambda item: item[0])
-        parts.append(f"{r.extra.get('title', m.title)} {_secs(sec)} s under {r.runtime} "
+        parts.append(f"{row_title(r)} {_secs(sec)} s under {r.runtime} "
                      f"({sec / base_s:.2f}x the original's time, "
                      f"{quality_text(r)})")
     if not parts:

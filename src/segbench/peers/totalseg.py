@@ -44,9 +44,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from segbench import measure
+from segbench import measure, stop
 from segbench.models.nets3d import PLAIN_UNETS, PlainUNetConfig, build_plain_unet
 from segbench.results import Record
+from segbench.stop import descendants
 
 INSTALL_COMMAND = "uv sync --group peers"
 PACKAGES = ("totalsegmentator", "nnunetv2")
@@ -518,26 +519,6 @@ class TreeWatch:
         self.max_processes = max(self.max_processes, procs)
 
 
-def descendants(root: int) -> list[int]:
-    """``root`` and every process below it (from the parent ids in /proc/<pid>/stat)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(entry.path, "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat[stat.rfind(")") + 2:].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo.extend(children.get(pid, []))
-    return out
-
-
 def _status(pid: int) -> dict[str, int] | None:
     try:
         lines = Path(f"/proc/{pid}/status").read_text().splitlines()
@@ -595,6 +576,9 @@ def run_command(cmd: list[str], env: dict[str, str], log_path: Path, out: Path,
         timer.start()
         try:
             _, status, usage = os.wait4(proc.pid, 0)
+        except BaseException:  # a stop (stop.Stopped): the command is in a session of its
+            stop.end_group(proc)  # own, with nnU-Net's processes; none of it may outlive us
+            raise
         finally:
             timer.cancel()
             watch.stop()

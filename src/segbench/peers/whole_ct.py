@@ -59,13 +59,21 @@ def main(bench: Any, harness_main: Callable[..., int], argv: Sequence[str] | Non
     opts = bench.parse(argv)
     if not opts.extra.get("peers") or opts.list or getattr(opts, "dry_run", False):
         return code
-    return run_peer_rows(bench, opts)
+    from segbench import machine, stop
+    from segbench.results import results_path
+
+    try:
+        with stop.on_signals():  # as the harness's own cells: the CLI's group ends with us
+            return run_peer_rows(bench, opts)
+    except KeyboardInterrupt as exc:
+        return stop.stopped(exc, results_path(opts.out, bench.name, machine.slug(),
+                                              opts.quick))
 
 
 def run_peer_rows(bench: Any, opts: Any) -> int:
     """Run the peer commands on the run's CT and upsert their records (saved after each)."""
-    from segbench import machine
-    from segbench.results import load_or_new, results_path, save
+    from segbench import machine, stop
+    from segbench.results import load_or_new, results_path, update
 
     repeats = opts.extra.get("peer_repeats") or (1 if opts.quick else 2)
     cells = QUICK_PEER_CELLS if opts.quick else PEER_CELLS
@@ -83,15 +91,16 @@ def run_peer_rows(bench: Any, opts: Any) -> int:
             what = (f"{record.timing['median_s']:.1f} s per CT" if record.ok and record.timing
                     else record.reason)
             print(f" {record.status}: {what}", file=sys.stderr, flush=True)
-            results.upsert(record)
-            save(path, results)
+            with stop.deferred():  # a stop waits until this finished row is saved
+                results.upsert(record)
+                update(path, results, [record])  # merged under the file's lock
     own = own_fast_record(results.records)
     peer = next((r for r in results.records if r.key == peer_key("fast", True)), None)
     if own is not None and peer is not None:
         ratios = faithfulness_of(own, peer)
         peer.extra["faithfulness"] = ratios
         results.upsert(peer)
-        save(path, results)
+        update(path, results, [peer])
     print("\n\n".join(f"**{t}**\n\n{md}" for t, md in peer_tables(results.records)))
     return 0
 
