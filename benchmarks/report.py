@@ -1,7 +1,9 @@
-"""Regenerate the README's result tables from results/ (the only way numbers reach it).
+"""Regenerate the README and the results pages from results/ (the only way numbers reach them).
 
-    uv run benchmarks/report.py           rewrite every <!-- results:NAME --> section
-    uv run benchmarks/report.py --check   exit 1 if any section differs from results/
+    uv run benchmarks/report.py           rewrite every <!-- results:NAME --> section of the
+                                          README and of docs/results/<benchmark>.md (one page
+                                          per benchmark with a full run, made if missing)
+    uv run benchmarks/report.py --check   exit 1 if any section or page differs from results/
     uv run benchmarks/report.py --compare A.json B.json   one benchmark, two machines or runs
     uv run benchmarks/report.py --csv DIR   one flat CSV per benchmark and machine, into DIR
 """
@@ -44,28 +46,34 @@ def main(argv=None) -> int:
             print(f"report: error: {exc}", file=sys.stderr)
             return 2
         return 0
+    root = args.readme.resolve().parent  # the repository the pages and docs/ belong to
     try:
         old = args.readme.read_text()
         benchmarks = readme.discover(ROOT / "benchmarks")
-        new = readme.regenerate(old, benchmarks, args.results)
+        texts = {args.readme: (old, readme.regenerate(old, benchmarks, args.results, root))}
+        texts.update(readme.pages(root, benchmarks, args.results))
     except (OSError, ResultsError, KeyError) as exc:
         print(f"report: error: {exc}", file=sys.stderr)
         return 2
+    stale = [path for path, (before, after) in texts.items() if before != after]
     if args.check:
-        if new != old:
-            print(f"report: {args.readme} is stale: its tables differ from {args.results}; "
-                  "run `uv run benchmarks/report.py`", file=sys.stderr)
+        for path in stale:
+            what = "is missing" if texts[path][0] is None else "is stale: its tables differ"
+            print(f"report: {path} {what} from {args.results}; run `uv run "
+                  "benchmarks/report.py`", file=sys.stderr)
+        if stale:
             return 1
-        print(f"report: {args.readme} matches {args.results}")
+        print(f"report: {args.readme} and {len(texts) - 1} results page(s) match {args.results}")
         return 0
     for path in readme.draw_plots(benchmarks, args.results):
         print(f"report: drew {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
-    if new != old:
-        with atomic_writer(args.readme) as handle:
-            handle.write(new)
-        print(f"report: rewrote {args.readme}")
-    else:
-        print(f"report: {args.readme} already up to date")
+    for path in stale:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_writer(path) as handle:
+            handle.write(texts[path][1])
+        print(f"report: {'wrote' if texts[path][0] is None else 'rewrote'} {path}")
+    if not stale:
+        print(f"report: {args.readme} and {len(texts) - 1} results page(s) already up to date")
     return 0
 
 

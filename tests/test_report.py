@@ -141,12 +141,18 @@ def test_summary_is_written_from_results(tmp_path):
                extra={"dice": 0.83})]
     save(tmp_path / "fidelity" / "fake-2c.json", ResultsFile("fidelity", MACHINE, fid))
     text = summary.render(tmp_path)
-    assert "fastest is `ort-fp32` (20.0 img/s, 2.00x eager)" in text
-    assert "INT8 does not pay" in text and "0.75x the best FP32" in text
-    assert "97.5 % label agreement" in text and "below the 99 % mark" in text
-    assert "Dice -0.020 on trained weights" in text
-    assert "FP32 Dice 0.850): within 0.01 of FP32: none; further: ort-int8 (-0.020)" in text
+    runtime = next(ln for ln in text.splitlines() if ln.startswith("| mobilenetv4")
+                   and "`ort-fp32`" in ln)
+    cells = [c.strip() for c in runtime.strip("|").split("|")]
+    assert cells[1:4] == ["`ort-fp32`", "20.0", "2.00x"]
+    assert cells[4] == "does not pay: `ort-int8` is 0.75x `ort-fp32`"
+    assert "97.5 % label agreement" in cells[5] and "below the 99 % mark" in cells[5]
+    assert "Dice -0.020 on trained weights" in cells[5]
+    quality = [c.strip() for c in text.splitlines()[-4].strip("|").split("|")]
+    assert quality == ["mobilenetv4_conv_small+fpn", "0.850", "none", "ort-int8 (-0.020)"]
     assert summary.render(tmp_path / "empty") == "_No full runs committed yet._"
+    # prose is wrapped for a person reading the Markdown source; tables are not
+    assert all(len(ln) <= 100 for ln in text.splitlines() if not ln.startswith("|"))
 
 
 def test_every_benchmark_renders_ok_failed_and_empty_results():

@@ -1,11 +1,15 @@
-"""The README's generated sections: markers, which results file each section shows, plots.
+"""The README's and the results pages' generated sections: markers, which results file each
+section shows, the pages themselves, plots.
 
-README tables live between ``<!-- results:<name> -->`` and ``<!-- /results:<name> -->`` and
-are only ever written here. results/ may hold several machines' files for a benchmark; a
-section shows one machine's (the newest full run, or the slug named in
-``results/readme-machine.txt``), says in words which CPU that is, and lists the other machines
-with the command that compares them. This module sits on top of the reporting layers
-(report, analysis, summary, plots) and nothing below imports it.
+Tables live between ``<!-- results:<name> -->`` and ``<!-- /results:<name> -->`` and are only
+ever written here. The README holds the answer, the recommendations and lists; every benchmark
+with a full run gets its own page, ``docs/results/<name>.md``, holding its full tables (made
+from a skeleton the first time; text outside the markers is kept, as in the README).
+
+results/ may hold several machines' files for a benchmark; a section shows one machine's (the
+newest full run, or the slug named in ``results/readme-machine.txt``), says in words which CPU
+that is, and lists the other machines with the command that compares them. This module sits on
+top of the reporting layers (report, analysis, summary, plots) and nothing below imports it.
 """
 
 from __future__ import annotations
@@ -16,10 +20,15 @@ from typing import Any
 
 from segbench.analysis import newest_date
 from segbench.machine import describe
+from segbench.report import DASH, wrap_markdown, wrap_prose
 from segbench.results import ResultsFile, full_results_files, load
 
 SUMMARY = "summary"  # the README section of recommendations written from all results
+ANSWER = "answer"  # the README's first table: seconds per whole CT of the pipelines that matter
 MACHINES = "machines"  # the README section naming the machines whose results are committed
+PAGES = "pages"  # the README's list of results pages, with what each benchmark costs
+DOCS = "docs"  # the README's list of the pages in docs/
+PAGES_DIR = Path("docs") / "results"  # one generated page per benchmark with a full run
 SETTING = "readme-machine.txt"  # optional: the machine slug the README shows
 NO_RESULTS = "_No full run committed yet: run the benchmark, then `uv run benchmarks/report.py`._"
 _SECTION = "<!-- results:{name} -->"
@@ -94,7 +103,7 @@ def render_section(bench: Any, results_dir: Path) -> str:
     if shown is None:
         return NO_RESULTS
     note = others_note(shown, files)
-    return bench.render(shown) + (f"\n{note}\n" if note else "")
+    return wrap_markdown(bench.render(shown) + (f"\n{note}\n" if note else ""))
 
 
 def machines_section(benchmarks: dict[str, Any], results_dir: Path) -> str:
@@ -109,23 +118,128 @@ def machines_section(benchmarks: dict[str, Any], results_dir: Path) -> str:
     lines = []
     for slug, (block, names) in seen.items():
         isa = ", ".join(k for k, v in block.get("isa", {}).items() if v) or "none reported"
-        lines.append(f"- `{slug}`: {describe(block)}, {block.get('memory_gib', '?')} GiB; "
-                     f"{isa}. Benchmarks: {', '.join(names)}.")
+        lines.append(wrap_prose(
+            f"- `{slug}`: {describe(block)}, {block.get('memory_gib', '?')} GiB; {isa}. "
+            f"Benchmarks: {', '.join(names)}."))
     return "\n".join(lines)
 
 
-def regenerate(readme: str, benchmarks: dict[str, Any], results_dir: Path) -> str:
-    """README text with every results section rendered from ``results_dir``."""
+def paged(benchmarks: dict[str, Any], results_dir: Path) -> list[str]:
+    """The benchmarks that get a results page: every one with a full results file."""
+    return [name for name in benchmarks if full_results_files(results_dir, name)]
+
+
+def page_path(root: Path, name: str) -> Path:
+    return Path(root) / PAGES_DIR / f"{name}.md"
+
+
+def page_skeleton(bench: Any) -> str:
+    """A new benchmark's page before anyone has written about it: its title, its command and
+    its tables."""
+    return (f"# {bench.title}\n\n`uv run benchmarks/{bench.name}/benchmark.py` (add `--dry-run` "
+            "to see its cells and an estimated duration).\nThe tables are written by "
+            f"`uv run benchmarks/report.py` from `results/{bench.name}/`; text outside the "
+            "markers is kept.\n\n"
+            f"{_SECTION.format(name=bench.name)}\n{_END.format(name=bench.name)}\n")
+
+
+def pages(root: Path, benchmarks: dict[str, Any], results_dir: Path
+          ) -> dict[Path, tuple[str | None, str]]:
+    """Every results page as (text on disk or None, text it should have)."""
+    out = {}
+    for name in paged(benchmarks, results_dir):
+        path = page_path(root, name)
+        old = path.read_text() if path.exists() else None
+        text = page_skeleton(benchmarks[name]) if old is None else old
+        if name not in section_names(text):
+            raise KeyError(f"{path} has no {_SECTION.format(name=name)} ... "
+                           f"{_END.format(name=name)} section")
+        out[path] = (old, regenerate(text, benchmarks, results_dir, root))
+    return out
+
+
+def trained_networks(records: list[Any]) -> int:
+    """How many distinct networks a run trained before its cells (cached in cache/)."""
+    from segbench.models import ModelSpec
+    from segbench.weights import WEIGHT_OPTIONS, distinct
+
+    specs = []
+    for r in records:
+        if any((r.options or {}).get(k) for k in WEIGHT_OPTIONS):
+            specs.append(ModelSpec(r.family, r.name or r.model, r.classes, dict(r.options)))
+    try:
+        return len(distinct(specs))
+    except KeyError:  # a family this checkout does not know: count by name instead
+        return len({(s.family, s.name, s.classes) for s in specs})
+
+
+def minutes(seconds: float) -> str:
+    return "< 1" if seconds < 60 else f"{seconds / 60:.0f}"
+
+
+def pages_section(benchmarks: dict[str, Any], results_dir: Path) -> str:
+    """One row per results page: what the benchmark answers and what its shown run cost, from
+    the cells' elapsed times in the results file (the same numbers ``--dry-run`` estimates
+    from); training before the first cell is not recorded, only how many networks."""
+    from tabulate import tabulate
+
+    rows, total = [], 0.0
+    for name in paged(benchmarks, results_dir):
+        shown = pick(load_all(results_dir, name), chosen_slug(results_dir))
+        if shown is None:
+            continue
+        elapsed = [r.elapsed_s for r in shown.records if r.elapsed_s]
+        total += sum(elapsed)
+        cores = shown.machine.get("physical_cores", "?")
+        recorded = (f"{len(shown.records)}" if len(elapsed) == len(shown.records)
+                    else f"{len(shown.records)} ({len(elapsed)} with a recorded time)")
+        trained = trained_networks(shown.records)
+        rows.append([f"[{name}]({PAGES_DIR.as_posix()}/{name}.md)", benchmarks[name].title,
+                     recorded,
+                     f"{minutes(sum(elapsed))} on {cores} cores" if elapsed else "not recorded",
+                     str(trained) if trained else DASH])
+    if not rows:
+        return NO_RESULTS
+    table = tabulate(rows, headers=["results page", "what it measures", "cells",
+                                    "minutes of cells", "networks trained first"],
+                     tablefmt="github", disable_numparse=True)
+    return (f"{table}\n\nAll of them: {minutes(total)} minutes of cells, plus the training of "
+            "networks not yet in `cache/`\n(its time is not recorded in results/).")
+
+
+def docs_section(root: Path) -> str:
+    """A link to every page in docs/ (the results pages are listed apart), by its title."""
+    lines = []
+    for page in sorted((Path(root) / "docs").glob("*.md")):
+        first = next((ln for ln in page.read_text().splitlines() if ln.startswith("# ")), "")
+        title = first[2:].strip() or page.stem
+        lines.append(f"- [{title}](docs/{page.name})")
+    return "\n".join(lines) or "_No pages in docs/ yet._"
+
+
+def regenerate(readme: str, benchmarks: dict[str, Any], results_dir: Path,
+               root: Path | None = None) -> str:
+    """README (or results page) text with every results section rendered from
+    ``results_dir``; ``root`` is the repository the lists of pages are made from (default: the
+    folder above ``results_dir``)."""
+    root = Path(results_dir).parent if root is None else Path(root)
     for name in section_names(readme):
         if name in benchmarks:
             readme = replace_section(readme, name, render_section(benchmarks[name], results_dir))
-        elif name == SUMMARY:
+        elif name in (SUMMARY, ANSWER):
             from segbench import summary
 
-            slug = machine_slug(benchmarks, results_dir)
-            readme = replace_section(readme, name, summary.render(results_dir, slug))
+            # the machine of the newest run among the benchmarks this section reads
+            feeds = summary.BENCHMARKS if name == SUMMARY else summary.ANSWER_BENCHMARKS
+            slug = machine_slug({n: benchmarks.get(n) for n in feeds}, results_dir)
+            render = summary.render if name == SUMMARY else summary.answer
+            readme = replace_section(readme, name, render(results_dir, slug))
         elif name == MACHINES:
             readme = replace_section(readme, name, machines_section(benchmarks, results_dir))
+        elif name == PAGES:
+            readme = replace_section(readme, name, pages_section(benchmarks, results_dir))
+        elif name == DOCS:
+            readme = replace_section(readme, name, docs_section(root))
     return readme
 
 

@@ -8,6 +8,8 @@ uses are defined once here. What is computed from records (speed-ups, verdicts) 
 from __future__ import annotations
 
 import math
+import re
+import textwrap
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
@@ -349,3 +351,31 @@ def compare_table(a: ResultsFile, b: ResultsFile) -> str:
     headers = ["model", "runtime", f"A: {a.machine.get('slug', '?')}",
                f"B: {b.machine.get('slug', '?')}", "B / A", "significant"]
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+PROSE_WIDTH = 100
+_MARKUP = re.compile(r"([-+*>#|]|\d+[.)])(\s|$)")
+
+
+def wrap_prose(text: str, width: int = PROSE_WIDTH) -> str:
+    """A paragraph as lines a person reads in the Markdown source (Markdown joins them
+    again): a bullet's lines are indented under it, and no line may start like a list, a
+    heading or a table row."""
+    indent = "  " if text.startswith("- ") else ""
+    lines = [text]
+    for w in range(width, width - 20, -1):
+        lines = textwrap.wrap(text, w, subsequent_indent=indent, break_long_words=False,
+                              break_on_hyphens=False)
+        if not any(_MARKUP.match(line.strip()) for line in lines[1:]):
+            break
+    return "\n".join(lines)
+
+
+def wrap_markdown(text: str, width: int = PROSE_WIDTH) -> str:
+    """Every long prose line of generated Markdown wrapped; tables, headings and code kept."""
+    out = []
+    for line in text.split("\n"):
+        keep = (len(line) <= width or line.startswith(("|", "#", "    ", "```", "<!--"))
+                or line.lstrip().startswith("|"))
+        out.append(line if keep else wrap_prose(line, width))
+    return "\n".join(out)

@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Sequence
 
 from segbench.analysis import dice_drops, dice_verdicts, is_weights_check, own_dice_drop
-from segbench.fidelity import AGREEMENT_THRESHOLD, DICE_TOLERANCE
+from segbench.fidelity import AGREEMENT_THRESHOLD, DICE_TOLERANCE, TRAINED_DICE_FLOOR
 from segbench.machine import describe
+from segbench.report import DASH, num
+from segbench.report import wrap_prose as _wrap
 from segbench.results import Record, ResultsFile, full_results_files, load
 from segbench.runtimes import REFERENCE
 
@@ -65,46 +67,137 @@ def fastest_slice(files: dict[str, ResultsFile]) -> list[str]:
             f"512x512 slice, {_agreement(best)}; `{best.benchmark}` benchmark)."]
 
 
-def runtime_per_model(quant: ResultsFile, trained: dict[tuple[str, str], float]) -> list[str]:
-    """Per encoder: the fastest runtime, and whether INT8 beats the best FP32 runtime."""
-    lines = []
+def runtime_rows(quant: ResultsFile, trained: dict[tuple[str, str], float]) -> list[list[str]]:
+    """Per encoder: the fastest runtime, and whether INT8 beats the best FP32 runtime (with
+    what it costs in Dice on trained weights, or in label agreement on random weights)."""
+    rows = []
     models = dict.fromkeys(r.model for r in quant.records)
     for model in models:
-        rows = [r for r in quant.records if r.model == model]
-        best = _best(rows)
-        fp32 = _best([r for r in rows if _precision(r) == "fp32"])
-        int8 = _best([r for r in rows if _precision(r) == "int8"])
+        rows_of = [r for r in quant.records if r.model == model]
+        best = _best(rows_of)
+        fp32 = _best([r for r in rows_of if _precision(r) == "fp32"])
+        int8 = _best([r for r in rows_of if _precision(r) == "int8"])
         if best is None:
             continue
-        text = f"{_name(best)}: fastest is `{best.runtime}` ({best.throughput:.1f} img/s"
-        eager = next((r for r in _ok(rows) if r.runtime == REFERENCE), None)
-        if eager and best is not eager:
-            text += f", {best.throughput / eager.throughput:.2f}x eager"
-        text += ")"
+        eager = next((r for r in _ok(rows_of) if r.runtime == REFERENCE), None)
+        speedup = (f"{best.throughput / eager.throughput:.2f}x"
+                   if eager and best is not eager else DASH)
+        verdict, cost = DASH, DASH
         if fp32 and int8:
             ratio = int8.throughput / fp32.throughput
-            verdict = "pays" if ratio > 1 else "does not pay"
-            text += (f"; INT8 {verdict}: best INT8 (`{int8.runtime}`) is {ratio:.2f}x the best "
-                     f"FP32 (`{fp32.runtime}`)")
+            verdict = (f"{'pays' if ratio > 1 else 'does not pay'}: `{int8.runtime}` is "
+                       f"{ratio:.2f}x `{fp32.runtime}`")
+            costs = []
             agree = (int8.fidelity or {}).get("label_agreement")
             if agree is not None and int8.weights == "random":
                 flag = " (below the 99 % mark)" if agree < AGREEMENT_THRESHOLD else ""
-                text += f", {agree:.1f} % label agreement on random weights{flag}"
+                costs.append(f"{agree:.1f} % label agreement on random weights{flag}")
             drop = trained.get((model, int8.runtime))
             if drop is not None:
-                text += f", Dice {drop:+.3f} on trained weights"
-        lines.append(text + ".")
-    return lines
+                costs.append(f"Dice {drop:+.3f} on trained weights")
+            cost = "; ".join(costs) or DASH
+        rows.append([_name(best), f"`{best.runtime}`", f"{best.throughput:.1f}", speedup,
+                     verdict, cost])
+    return rows
 
 
-def per_ct(files: dict[str, ResultsFile]) -> list[str]:
-    """Seconds per whole CT of every method's measured loop (the whole_ct benchmark)."""
-    results = files.get("whole_ct")
-    if results is None:
-        return []
-    from segbench.wholect_bench import headline
+RUNTIME_HEADERS = ["network", "fastest runtime", "img/s", "vs eager",
+                   "best INT8 vs best FP32", "what the best INT8 costs"]
 
-    return headline(results.records)
+
+ANSWER_BENCHMARKS = ("whole_ct", "champion")  # what the README's first table reads
+# The pipelines the answer table shows, in this order (whole_ct method keys): the original 2D
+# recipe, the champion's pipeline, and the 3D references; each under its fastest runtime whose
+# labels stay close to its own FP32 eager loop, the original under its own recipe's runtime.
+ANSWER_METHODS = ("2d-original", "2d-best", "totalseg-fast", "totalseg-default", "stunet-s")
+ORIGINAL = ("2d-original", "ort-fp32")  # the original recipe: MobileNetV4 + FPN, ONNX Runtime
+
+
+def _answer_quality(r: Record) -> str:
+    """Quality of a whole-CT row in a few words (the whole_ct page says it in full)."""
+    if r.extra.get("dice") is not None:
+        text = f"Dice {r.extra['dice']:.3f}"
+        if r.extra["dice"] < TRAINED_DICE_FLOOR:
+            text += " (barely trained)"
+        if r.extra.get("dice_vs_eager") is not None:
+            text += f"; {r.extra['dice_vs_eager']:.3f} vs its FP32"
+        return text
+    agree = r.extra.get("agreement_vs_eager")
+    if agree is None:
+        return "no FP32 eager loop to compare"
+    return f"{agree:.2f} % agree with its FP32 (random weights)"
+
+
+def answer_rows(records: Sequence[Record]) -> list[list[str]]:
+    """Seconds per whole CT of the pipelines that matter, then the real TotalSegmentator
+    commands timed in the same run (random weights planted: speed only)."""
+    from segbench.wholect_bench import keeps_output, seconds_per_ct
+
+    def secs(x: float) -> str:
+        return f"{x:.2f}" if x < 10 else f"{x:.0f}"
+
+    full = [r for r in records if not r.quick]
+    base = next((r for r in full if (r.extra.get("method"), r.runtime) == ORIGINAL), None)
+    base_s = seconds_per_ct(base) if base else None
+    rows = []
+    for key in ANSWER_METHODS:
+        timed = [(seconds_per_ct(r), r) for r in full if r.extra.get("method") == key
+                 and seconds_per_ct(r) and keeps_output(r)]
+        if key == ORIGINAL[0]:
+            timed = [(base_s, base)] if base_s else []
+        if not timed:
+            continue
+        sec, r = min(timed, key=lambda item: item[0])
+        rows.append([r.extra.get("title", r.model), f"`{r.runtime}`", secs(sec),
+                     f"{sec / base_s:.2f}x" if base_s else DASH, _answer_quality(r)])
+    peers = [r for r in full if r.family == "peer" and r.ok and r.timing
+             and r.timing.get("median_s")]
+    for r in sorted(peers, key=lambda r: r.timing["median_s"]):
+        sec = r.timing["median_s"]
+        name = r.extra.get("display", r.model).split(", as shipped")[0]
+        rows.append([f"the real {name}", "shipped, eager", secs(sec),
+                     f"{sec / base_s:.2f}x" if base_s else DASH,
+                     "speed only (random weights)"])
+    return rows
+
+
+ANSWER_HEADERS = ["pipeline", "runtime", "s / CT", "vs original", "quality (phantom CT)"]
+
+
+def answer(results_dir: Path, slug: str | None = None) -> str:
+    """The README's first table: seconds per whole CT and quality of the pipelines that
+    matter beside the real TotalSegmentator (``whole_ct``), and the champion's slice rate
+    (``champion``), from one machine's results."""
+    files = machine_files(results_dir, slug, ANSWER_BENCHMARKS)
+    if "whole_ct" not in files:
+        return "_No whole_ct run committed yet: run it, then `uv run benchmarks/report.py`._"
+    whole = files["whole_ct"]
+    ct = next((r.extra for r in whole.records if r.extra.get("ct_source")), {})
+    shape = "x".join(map(str, ct.get("ct_shape", [])[::-1]))
+    what = f"a {shape} phantom CT" if shape else "a phantom CT"
+    out = [_wrap(f"Seconds per whole CT, HU volume in, label volume out ({what}, `whole_ct`), "
+                 f"measured on {describe(whole.machine)}:"), "",
+           _table(answer_rows(whole.records), ANSWER_HEADERS), ""]
+    info = None
+    if "champion" in files:
+        from segbench.champion import baseline, recipe, reference_of_baseline
+
+        records = files["champion"].records
+        info, base = recipe(records), baseline(records)
+    if info is not None and base is not None:
+        ratio = "?" if info["ratio"] is None else f"{info['ratio']:.2f}x"
+        ref = reference_of_baseline(records)
+        out.append(_wrap(
+            f"Per 512x512 slice (`champion`): {info['network']} + FPN {info['width']} under "
+            f"`{info['runtime']}` gives {info['slices_per_s']:.1f} slices/s, {ratio} the "
+            f"original recipe's {base.throughput:.1f} in the same run, Dice "
+            f"{num(info['dice'], 3)} against the original's {num(ref, 3)}."))
+        out.append("")
+    out.append(_wrap(
+        "Dice is against the phantom's truth; a barely trained network (Dice under "
+        f"{TRAINED_DICE_FLOOR}) compares runtimes, not methods. Every number is one run on one "
+        "machine: rerun on your CPU."))
+    return "\n".join(out)
 
 
 def champion_lines(files: dict[str, ResultsFile]) -> list[str]:
@@ -116,83 +209,105 @@ def champion_lines(files: dict[str, ResultsFile]) -> list[str]:
 
     info = recipe(results.records)
     if info is None:
-        return [headline(results.records)]
-    return [f"**Slice to label map** (`champion`): {headline(results.records)} Reproduce: "
-            f"`{info['reproduce']}`."]
+        return [_wrap(f"- {headline(results.records)}")]
+    # the command on a line of its own, whole, so it can be copied from the Markdown source
+    return [_wrap(f"- **Slice to label map** (`champion`): {headline(results.records)}"),
+            f"  Reproduce: `{info['reproduce']}`."]
 
 
-def trained_quality(fid: ResultsFile) -> list[str]:
+def quality_rows(fid: ResultsFile) -> list[list[str]]:
     """Per trained network: its FP32 Dice and the runtimes that stay within the tolerance."""
     verdicts = dice_verdicts(fid.records)
-    lines = []
+    rows = []
     for model in dict.fromkeys(r.model for r in fid.records):
         eager = next((r for r in fid.records if r.model == model and r.runtime == REFERENCE
                       and r.ok and "dice" in r.extra), None)
         if eager is None:
             continue
         keep, beyond = verdicts.get(model, ([], []))
-        lose = [f"{rt} ({d:+.3f})" for rt, d in beyond]
-        low = ", below the 0.8 target: the training budget is too small for it" \
+        low = " (below the 0.8 target: the training budget is too small for it)" \
             if eager.extra["dice"] < 0.8 else ""
-        lines.append(f"{_name(eager)} (FP32 Dice {eager.extra['dice']:.3f}{low}): within "
-                     f"{DICE_TOLERANCE} of FP32: {', '.join(f'`{k}`' for k in keep) or 'none'}"
-                     + (f"; further: {', '.join(lose)}" if lose else "") + ".")
-    return lines
+        rows.append([_name(eager), f"{eager.extra['dice']:.3f}{low}",
+                     ", ".join(f"`{k}`" for k in keep) or "none",
+                     ", ".join(f"{rt} ({d:+.3f})" for rt, d in beyond) or DASH])
+    return rows
 
 
-def scaling_lines(results: ResultsFile) -> list[str]:
+QUALITY_HEADERS = ["network", "FP32 Dice", f"runtimes within {DICE_TOLERANCE} of FP32",
+                   "further"]
+
+
+def scaling_rows(results: ResultsFile) -> list[list[str]]:
     """Per network: the configuration with the most slices per second and the one with the
     lowest per-slice latency, over every runtime and streams x threads split."""
     from segbench.streams import best_keys, config_of
 
     fastest, quickest = best_keys(results.records)
-    lines = []
+    rows = []
     for r in _ok(results.records):
         if r.key not in fastest:
             continue
         cfg = config_of(r)
         quick = next((q for q in _ok(results.records) if q.key in quickest
                       and q.model == r.model), None)
-        text = (f"{_name(r)}: most slices per second with `{r.runtime}` as {cfg.streams} "
-                f"stream(s) x {cfg.threads} thread(s) ({r.throughput:.1f} slices/s)")
+        latency = DASH
         if quick is not None:
             qc = config_of(quick)
-            text += (f"; lowest latency with `{quick.runtime}` as {qc.streams} x {qc.threads} "
-                     f"(p50 {quick.timing['latency_p50_ms']:.0f} ms)")
-        lines.append(text + ".")
-    return lines
+            latency = (f"`{quick.runtime}` as {qc.streams} x {qc.threads} "
+                       f"(p50 {quick.timing['latency_p50_ms']:.0f} ms)")
+        rows.append([_name(r), f"`{r.runtime}` as {cfg.streams} stream(s) x {cfg.threads} "
+                     f"thread(s) ({r.throughput:.1f} slices/s)", latency])
+    return rows
+
+
+SCALING_HEADERS = ["network", "most slices per second", "lowest latency per slice"]
+
+
+def _table(rows: list[list[str]], headers: list[str]) -> str:
+    from tabulate import tabulate
+
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+
+
+def machine_files(results_dir: Path, slug: str | None,
+                  names: Sequence[str] = BENCHMARKS) -> dict[str, ResultsFile]:
+    """One machine's full results files (``slug``; by default the first found) by benchmark."""
+    files = {}
+    for name in names:
+        paths = [p for p in full_results_files(results_dir, name) if slug in (None, p.stem)]
+        if paths:
+            files[name] = load(paths[0], name)
+    return files
 
 
 def render(results_dir: Path, slug: str | None = None) -> str:
     """The recommendations from one machine's results (``slug``; by default the first machine
-    found), and a sentence naming that machine."""
-    files = {}
-    for name in BENCHMARKS:
-        paths = [p for p in full_results_files(results_dir, name) if slug in (None, p.stem)]
-        if paths:
-            files[name] = load(paths[0], name)
+    found), as short paragraphs and tables, and a sentence naming that machine. Seconds per
+    whole CT are :func:`answer`'s."""
+    files = machine_files(results_dir, slug)
     out: list[str] = []
-    out += [f"- {line}" for line in champion_lines(files)]
-    out += [f"- {line}" for line in per_ct(files)]
-    out += [f"- {line}" for line in fastest_slice(files)]
+    out += champion_lines(files)
+    out += [_wrap(f"- {line}") for line in fastest_slice(files)]
     if "quantization" in files:
         # the rows' own trained-weight Dice; older runs on random weights borrow the fidelity
         # benchmark's drops for the same network and runtime
         trained = dice_drops(files["quantization"].records) or (
             dice_drops(files["fidelity"].records) if "fidelity" in files else {})
         size = "x".join(map(str, files["quantization"].records[0].shape[2:]))
-        out.append(f"- **Which runtime, per encoder** (encoder + FPN, {size}, `quantization`):")
-        out += [f"  - {line}" for line in runtime_per_model(files["quantization"], trained)]
+        out.append(f"\n**Which runtime, per encoder** (encoder + FPN, {size}, `quantization`):\n")
+        out.append(_table(runtime_rows(files["quantization"], trained), RUNTIME_HEADERS))
     if "fidelity" in files:
-        out.append("- **Quality on trained weights** (CT phantoms, `fidelity`):")
-        out += [f"  - {line}" for line in trained_quality(files["fidelity"])]
+        out.append("\n**Quality on trained weights** (CT phantoms, `fidelity`):\n")
+        out.append(_table(quality_rows(files["fidelity"]), QUALITY_HEADERS))
     if "scaling" in files:
-        out.append("- **Threads or streams** (`scaling`; a whole CT is hundreds of independent "
-                   "slices, so throughput is what counts for it):")
-        out += [f"  - {line}" for line in scaling_lines(files["scaling"])]
+        out.append("\n**Threads or streams** (`scaling`; a whole CT is hundreds of independent "
+                   "slices,\nso throughput is what counts for it):\n")
+        out.append(_table(scaling_rows(files["scaling"]), SCALING_HEADERS))
     if not out:
         return "_No full runs committed yet._"
     machine = next(iter(files.values())).machine
-    out.append(f"\nAll of the above was measured on one machine, {describe(machine)}; rerun the "
-               "benchmarks on your CPU before acting on it.")
+    out.append("\n" + _wrap(f"All of the above was measured on one machine, {describe(machine)}; "
+                            "rerun the benchmarks on your CPU before acting on it."))
     return "\n".join(out)
