@@ -65,3 +65,54 @@ def test_speed_quality_and_scaling_plots_draw_files(tmp_path):
                record("a+fpn", "ort-fp32", 18.0, threads=2),
                record("a+fpn", "ort-fp32", 19.0, threads=1, extra={"streams": 2})]
     assert plots.scaling_plot(scaling, tmp_path / "s.png").stat().st_size > 0
+
+
+def _boxes(fig, texts):
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    return [t.get_window_extent(renderer) for t in texts]
+
+
+def test_point_labels_never_cover_each_other_and_a_network_is_not_repeated_close_by():
+    fig, ax = plt.subplots(figsize=(4, 3))
+    points = [(1.0, 10.0), (1.0, 10.05), (1.02, 10.1), (1.01, 10.0), (3.0, 5.0)]
+    ax.scatter(*zip(*points))
+    colours = [(0.1, 0.2, 0.7), (0.1, 0.2, 0.7), (0.7, 0.1, 0.1), (0.1, 0.6, 0.1),
+               (0.1, 0.2, 0.7)]
+    texts = ["1", "1", "2", "3", "1"]
+    written = plots.place_labels(ax, [(x, y, t, c) for (x, y), t, c
+                                      in zip(points, texts, colours)])
+    # network 1's second point sits on its first: one label; far away it is labelled again
+    assert sorted(t.get_text() for t in written) == ["1", "1", "2", "3"]
+    boxes = _boxes(fig, written)
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert not a.overlaps(b)
+    plt.close(fig)
+
+
+def test_every_plot_title_names_its_machine(tmp_path, monkeypatch):
+    seen = {}
+    monkeypatch.setattr(plots, "_save", lambda fig, path, extra=(): seen.update(fig=fig) or path)
+    fid = [record("a+fpn", "eager", 50.0, size=128, extra={"dice": 0.90}),
+           record("a+fpn", "ort-int8", 150.0, size=128, extra={"dice": 0.89})]
+    plots.speed_quality_plot(fid, tmp_path / "sq.png", machine="Fake CPU, 2 cores")
+    assert seen["fig"].axes[0].get_title().endswith("\nFake CPU, 2 cores")
+    plt.close(seen["fig"])
+    scaling = [record("a+fpn", "ort-fp32", 10.0, threads=1),
+               record("a+fpn", "ort-fp32", 19.0, threads=1, extra={"streams": 2})]
+    plots.scaling_plot(scaling, tmp_path / "s.png", machine="Fake CPU, 2 cores")
+    assert seen["fig"]._suptitle.get_text().endswith(", Fake CPU, 2 cores")
+    plt.close(seen["fig"])
+
+
+def test_a_saved_figure_keeps_its_suptitle(tmp_path):
+    fig, ax = plt.subplots()
+    ax.plot([1, 2], [1, 2])
+    legend = ax.legend(["x"], loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.suptitle("a title above the axes")
+    seen = {}
+    real = fig.savefig
+    fig.savefig = lambda *a, **k: seen.update(k) or real(*a, **k)
+    plots._save(fig, tmp_path / "f.png", [legend])
+    assert fig._suptitle in seen["bbox_extra_artists"] and legend in seen["bbox_extra_artists"]

@@ -13,6 +13,7 @@ from tabulate import tabulate
 from segbench import plots
 from segbench.bench import Benchmark, main
 from segbench.fidelity import DICE_TOLERANCE
+from segbench.machine import describe
 from segbench.models import ModelSpec
 from segbench.report import DASH, dice_drops, dice_verdicts, num, status_text
 
@@ -89,8 +90,8 @@ BENCHMARK = Benchmark(
     add_arguments=add_arguments,
     cells=make_cells,
     tables=tables,
-    plots=lambda results, out: [plots.speed_quality_plot(results.records,
-                                                         out / "speed_quality.png")],
+    plots=lambda results, out: [plots.speed_quality_plot(
+        results.records, out / "speed_quality.png", machine=describe(results.machine))],
 )
 
 if __name__ == "__main__":

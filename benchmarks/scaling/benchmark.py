@@ -45,7 +45,8 @@ def tables(bench, results):
 
 
 def scaling_plot(results, out):
-    return [plots.scaling_plot(results.records, out / "scaling.png")]
+    return [plots.scaling_plot(results.records, out / "scaling.png",
+                               machine=machine.describe(results.machine))]
 
 
 BENCHMARK = Benchmark(

@@ -67,10 +67,56 @@ def network_numbers(colours: dict[str, tuple]) -> dict[str, int]:
     return {name: i for i, name in enumerate(colours, 1)}
 
 
-def numbered_point(ax: Any, x: float, y: float, number: int, colour: tuple) -> None:
-    dark = tuple(c * 0.65 for c in colour[:3])  # light shades stay readable as text
-    ax.annotate(str(number), (x, y), xytext=(5, 2), textcoords="offset points", fontsize=6.5,
-                color=dark, fontweight="bold", zorder=4)
+LABEL_FONT = 8  # points: legible when a figure is shown at about 80 % of its size
+
+
+def dark(colour: tuple) -> tuple:
+    """A shade of ``colour`` that stays readable as text (light tab20 shades do not)."""
+    return tuple(c * 0.65 for c in colour[:3])
+
+
+def place_labels(ax: Any, items: Sequence[tuple[float, float, str, tuple]],
+                 fontsize: float = LABEL_FONT, bold: bool = False,
+                 markers: Sequence[tuple[float, float, float]] = ()) -> list[Any]:
+    """Write each (x, y, text, colour) beside its point without covering another label or a
+    marker ((x, y, radius in points)): the first free spot among right-above, right-below,
+    left-above, left-below; a label equal to one already written close by (the same
+    network's next point) is left out, since its colour and position already say it. Call
+    after the axes' scales are set."""
+    ax.get_xlim(), ax.get_ylim()  # settle autoscaled limits before reading positions
+    to_px = ax.transData.transform
+    scale = ax.figure.dpi / 72  # pixels per point
+    width, height = 0.62 * fontsize * scale, 1.1 * fontsize * scale
+    boxes: list[tuple[float, float, float, float]] = []
+    for x, y, radius in markers:
+        mx, my = to_px((x, y))
+        r = radius * scale
+        boxes.append((mx - r, my - r, mx + r, my + r))
+    written: list[tuple[float, float, str, tuple]] = []
+    out = []
+    for x, y, text, colour in sorted(items, key=lambda item: -item[1]):
+        px, py = to_px((x, y))
+        if any(t == text and c == colour and abs(px - wx) < 14 * scale
+               and abs(py - wy) < 1.6 * height for wx, wy, t, c in written):
+            continue
+        w = width * len(text)
+        right, left = 5 * scale, -5 * scale - w
+        spots = [(right, 1 * scale), (right, -height), (left, 1 * scale), (left, -height),
+                 (right, 1.2 * height), (right, -2.2 * height)]
+        for dx, dy in spots:
+            box = (px + dx, py + dy, px + dx + w, py + dy + height)
+            if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3]
+                       for b in boxes):
+                break
+        else:
+            dx, dy = spots[0]
+            box = (px + dx, py + dy, px + dx + w, py + dy + height)
+        boxes.append(box)
+        written.append((px, py, text, colour))
+        out.append(ax.annotate(text, (x, y), xytext=(dx / scale, dy / scale),
+                               textcoords="offset points", fontsize=fontsize, color=dark(colour),
+                               fontweight="bold" if bold else "normal", zorder=4))
+    return out
 
 
 def plain_number(value: float, _pos: int | None = None) -> str:
@@ -128,7 +174,9 @@ def mark_front(ax: Any, xs: Sequence[float], ys: Sequence[float]) -> None:
 
 def _save(fig: Any, path: Path, extra: Sequence[Any] = ()) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight", bbox_extra_artists=list(extra))
+    # the figure's own extra artists too (a suptitle): naming some replaces the default list
+    shown = [*fig.get_default_bbox_extra_artists(), *extra]
+    fig.savefig(path, dpi=110, bbox_inches="tight", bbox_extra_artists=shown)
     plt.close(fig)
     return path
 
@@ -164,15 +212,18 @@ def tradeoff_plot(records: Sequence[Record], x: str, path: Path, size: int = 512
     numbers = network_numbers(colours)
     fig, ax = plt.subplots(figsize=(8, 6))
     for r, xv, yv in zip(rows, xs, ys):
-        colour = colours[_label(r)]
-        ax.scatter([xv], [yv], color=colour, marker=runtime_marker(r.runtime),
+        ax.scatter([xv], [yv], color=colours[_label(r)], marker=runtime_marker(r.runtime),
                    s=46, alpha=0.9, edgecolors="black", linewidths=0.4, zorder=3)
-        numbered_point(ax, xv, yv, numbers[_label(r)], colour)
     mark_front(ax, xs, ys)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.margins(x=0.08, y=0.08)
     plain_ticks(ax)
+    front = set(pareto_front(list(zip(xs, ys))))
+    place_labels(ax, [(xv, yv, str(numbers[_label(r)]), colours[_label(r)])
+                      for r, xv, yv in zip(rows, xs, ys)], bold=True,
+                 markers=[(xv, yv, 7.0 if i in front else 4.0)
+                          for i, (xv, yv) in enumerate(zip(xs, ys))])
     ax.set_xlabel("parameters (millions, log scale)" if x == "params"
                   else "GFLOPs per 512x512 image (log scale)")
     ax.set_ylabel("images / s, median (log scale)")
@@ -205,8 +256,8 @@ def ct_seconds_plot(rows: Sequence[tuple[str, float]], path: Path, title: str) -
     return _save(fig, path)
 
 
-def speed_quality_plot(records: Sequence[Record], path: Path, baseline: str = "eager"
-                       ) -> Path | None:
+def speed_quality_plot(records: Sequence[Record], path: Path, baseline: str = "eager",
+                       machine: str = "") -> Path | None:
     """The trade-off the project exists to show: throughput against the Dice a trained
     network loses under each runtime (records scored on phantoms, i.e. the fidelity
     benchmark's: every point at the same input size). Colour = network, marker = runtime;
@@ -243,13 +294,13 @@ def speed_quality_plot(records: Sequence[Record], path: Path, baseline: str = "e
                   "(right = worse)")
     ax.set_ylabel(f"images / s at {size}x{size}, median (log scale)")
     ax.set_title("Speed versus quality of trained networks under each runtime\n"
-                 f"(ringed: Pareto-optimal; grey: within the {band:g}-point tolerance)",
-                 fontsize=10)
+                 f"(ringed: Pareto-optimal; grey: within the {band:g}-point tolerance)"
+                 + (f"\n{machine}" if machine else ""), fontsize=10)
     ax.grid(True, which="major", alpha=0.3)
     return _save(fig, path, legends(ax, colours, runtimes))
 
 
-def scaling_plot(records: Sequence[Record], path: Path) -> Path | None:
+def scaling_plot(records: Sequence[Record], path: Path, machine: str = "") -> Path | None:
     """Slices/s (left) and per-slice latency (right) against the threads in use (streams x
     threads per stream). Colour = network, marker = runtime; filled markers on solid lines are
     latency mode (one stream, more threads), hollow markers on dashed lines throughput mode
@@ -261,6 +312,7 @@ def scaling_plot(records: Sequence[Record], path: Path) -> Path | None:
     runtimes = sorted({r.runtime for r in rows})
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.8))
     groups: dict[tuple[str, str, bool], list[Record]] = {}
+    labels: list[tuple[float, float, str, tuple]] = []  # streams x threads of parallel points
     for r in rows:
         streams = int(r.extra.get("streams", 1))
         groups.setdefault((_label(r), r.runtime, streams > 1), []).append(r)
@@ -274,10 +326,8 @@ def scaling_plot(records: Sequence[Record], path: Path) -> Path | None:
         left.plot(total, [r.throughput for r in group], **style)
         right.plot(total, [r.timing["latency_p50_ms"] for r in group], **style)
         if parallel:
-            for r, t in zip(group, total):
-                left.annotate(f"{r.extra.get('streams', 1)}x{r.threads}", (t, r.throughput),
-                              xytext=(5, -3), textcoords="offset points", fontsize=7,
-                              color=colours[label])
+            labels += [(t, r.throughput, f"{r.extra.get('streams', 1)}x{r.threads}",
+                        colours[label]) for r, t in zip(group, total)]
     ticks = sorted({int(r.extra.get("streams", 1)) * r.threads for r in rows})
     for ax, ylabel in ((left, "slices / s, all streams together"),
                        (right, "latency per slice, p50 (ms)")):
@@ -290,6 +340,8 @@ def scaling_plot(records: Sequence[Record], path: Path) -> Path | None:
         ax.set_xlabel("threads in use (streams x threads per stream)")
         ax.set_ylabel(ylabel)
         ax.grid(True, which="major", alpha=0.3)
+    place_labels(left, labels, markers=[(int(r.extra.get("streams", 1)) * r.threads,
+                                         r.throughput, 4.0) for r in rows])
     left.set_title("Throughput (higher is better)", fontsize=10)
     right.set_title("Latency (lower is better)", fontsize=10)
     from matplotlib.lines import Line2D
@@ -300,8 +352,8 @@ def scaling_plot(records: Sequence[Record], path: Path) -> Path | None:
                          Line2D([], [], color="0.3", marker="o", markerfacecolor="none",
                                 linestyle="--", label="throughput mode: S streams")],
                 fontsize=7, loc="upper left", frameon=False)
-    fig.suptitle(f"Threads and streams, {rows[0].shape[-1]}x{rows[0].shape[-1]} slices",
-                 fontsize=11)
+    fig.suptitle(f"Threads and streams, {rows[0].shape[-1]}x{rows[0].shape[-1]} slices"
+                 + (f", {machine}" if machine else ""), fontsize=11)
     return _save(fig, path, extra)
 
 
@@ -328,10 +380,10 @@ def stage_bars_plot(rows: Sequence[tuple[str, dict[str, float]]], path: Path, ti
         ax.annotate(f"{total:.0f} s" if total >= 10 else f"{total:.1f} s", (total, i),
                     xytext=(3, 0), textcoords="offset points", va="center", fontsize=8)
     ax.set_xlabel("seconds per CT")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=10)
     ax.grid(True, axis="x", alpha=0.3)
-    ax.legend(fontsize=8, ncol=len(names), loc="upper center", frameon=False,
-              bbox_to_anchor=(0.5, -0.5 / (0.45 * len(rows) + 1.8) - 0.08))
+    # the fastest rows are on top, so the upper right is empty: the stage key goes there
+    ax.legend(title="stage", fontsize=8, title_fontsize=8, loc="upper right", frameon=False)
     ax.tick_params(axis="y", labelsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
