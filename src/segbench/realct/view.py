@@ -128,8 +128,22 @@ def trained_tables(records: Sequence[Record]) -> list[tuple[str, str]]:
     return out
 
 
+def other_rows(records: Sequence[Record]) -> list[tuple[str, str]]:
+    """Rows no other table shows (a ceiling that failed, an unknown kind), with their reason."""
+    shown = [r for r in records if (r.extra.get("kind") == "trained")
+             or (r.ok and r.extra.get("kind") in ("ceiling", "inter_annotator"))]
+    rest = [r for r in records if r not in shown]
+    if not rest:
+        return []
+    rows = [[r.extra.get("display", r.model), r.runtime,
+             r.status if r.ok else f"{r.status}: {r.reason}"] for r in rest]
+    return [("Other rows", tabulate(rows, headers=["row", "runtime", "status"],
+                                    tablefmt="github", disable_numparse=True))]
+
+
 def tables(results: ResultsFile) -> list[tuple[str, str]]:
-    return ceiling_table(results.records) + trained_tables(results.records)
+    return (ceiling_table(results.records) + trained_tables(results.records)
+            + other_rows(results.records))
 
 
 def render(results: ResultsFile) -> str:
