@@ -19,8 +19,12 @@ from segbench import stop
 
 ROOT = Path(__file__).resolve().parents[1]
 # cheapest first, so a quick look at early results is possible while the rest runs
+# this_cpu last: it picks its pipelines from the champion and whole_ct runs and quotes quality
+# from whole_ct and real_ct
 ORDER = ["encoder_only", "fpn_decoder", "unet_decoder", "combined", "quantization", "2d_vs_3d",
-         "fidelity", "scaling", "champion", "whole_ct"]
+         "fidelity", "scaling", "champion", "whole_ct", "real_ct", "this_cpu"]
+# benchmarks that need data a full run cannot invent (their --quick uses a stand-in)
+NEEDS_DATA = {"real_ct": ("--dataset", "--observers")}
 
 
 def available() -> list[str]:
@@ -49,6 +53,8 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run of every benchmark")
     parser.add_argument("--only", help="comma list of benchmarks (default: all)")
     parser.add_argument("--no-report", action="store_true", help="do not rewrite README")
+    parser.add_argument("--dataset", help="real_ct: labelled CTs in nnU-Net v2 raw layout")
+    parser.add_argument("--observers", help="real_ct: masks of two annotators")
     args = parser.parse_args(argv)
     names = available()
     if args.only:
@@ -59,7 +65,7 @@ def main(argv=None) -> int:
                   f"{', '.join(names)}", file=sys.stderr)
             return 2
         names = wanted
-    failed = []
+    failed, skipped = [], []
     start = time.monotonic()
     for i, name in enumerate(names, 1):
         print(f"\n=== [{i}/{len(names)}] {name} ({time.monotonic() - start:.0f} s elapsed) ===",
@@ -67,6 +73,15 @@ def main(argv=None) -> int:
         cmd = [sys.executable, str(ROOT / "benchmarks" / name / "benchmark.py")]
         if args.quick:
             cmd.append("--quick")
+        data = [(flag, getattr(args, flag[2:])) for flag in NEEDS_DATA.get(name, ())]
+        data = [(flag, value) for flag, value in data if value]
+        if name in NEEDS_DATA and not data and not args.quick:
+            print(f"run_all: {name} skipped: it needs {' and/or '.join(NEEDS_DATA[name])} "
+                  "(give them to run_all)", file=sys.stderr)
+            skipped.append(name)
+            continue
+        for flag, value in data:
+            cmd += [flag, value]
         try:
             with stop.on_signals():
                 code = run_benchmark(cmd)
@@ -78,9 +93,11 @@ def main(argv=None) -> int:
             failed.append(name)
     if not args.no_report and not args.quick:
         subprocess.run([sys.executable, str(ROOT / "benchmarks" / "report.py")], cwd=ROOT)
-    print(f"\nrun_all: {len(names) - len(failed)}/{len(names)} benchmarks completed in "
+    done = len(names) - len(failed) - len(skipped)
+    print(f"\nrun_all: {done}/{len(names)} benchmarks completed in "
           f"{time.monotonic() - start:.0f} s"
-          + (f"; failed: {', '.join(failed)}" if failed else ""),
+          + (f"; failed: {', '.join(failed)}" if failed else "")
+          + (f"; skipped (no data given): {', '.join(skipped)}" if skipped else ""),
           file=sys.stderr)
     return 1 if failed else 0
 

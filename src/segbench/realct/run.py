@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from segbench import cli, machine
+from segbench import cli, machine, stop
 from segbench.realct import grids as grid_mod
 from segbench.realct import methods as methods_mod
 from segbench.realct.dataset import DatasetError, check, load_case, open_dataset
@@ -146,10 +146,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.dry_run:
             return 0
         try:
-            plan.run(results, path)
-        except KeyboardInterrupt:
-            print(f"\ninterrupted; finished rows are kept in {path}", file=sys.stderr)
-            return 130
+            with stop.on_signals():  # SIGTERM / SIGINT: end the run's processes, keep rows
+                plan.run(results, path)
+        except KeyboardInterrupt as exc:
+            return stop.stopped(exc, path)
         from segbench.realct.view import render
 
         print(render(results))

@@ -41,6 +41,20 @@ def _dataset_text(d: dict[str, Any]) -> str:
     return text
 
 
+def _other_budget(r: Record) -> bool:
+    """A trained row beside the equal-budget comparison (its key ends in its budget)."""
+    return r.key.rsplit("|", 1)[-1].endswith("cm")
+
+
+def _training_text(t: dict[str, Any], core_minutes: float | None) -> str:
+    steps = t.get("steps")
+    if steps is None:
+        return DASH
+    minutes = core_minutes if core_minutes is not None else t.get("recipe", {}).get(
+        "core_minutes")
+    return f"{steps} steps" + (f" / {minutes:g} core-min" if minutes is not None else "")
+
+
 def ceiling_table(records: Sequence[Record]) -> list[tuple[str, str]]:
     """One table per data set: organs down, grids (and the two annotators) across."""
     out = []
@@ -106,16 +120,17 @@ def trained_tables(records: Sequence[Record]) -> list[tuple[str, str]]:
                          _num(r.extra.get("mean_nsd")) if r.ok else DASH,
                          f"{drop:+.3f}" if drop is not None else DASH,
                          _num(r.extra.get("dice_vs_eager")) if r.ok else DASH,
-                         str(t.get("steps", DASH)),
+                         _training_text(t, r.extra.get("core_minutes")),
                          r.status if r.ok else f"{r.status}: {r.reason}"])
         first = mine[0].extra
         budget = first.get("training", {}).get("budget", "?")
         out.append((f"Trained on real CT, scored per organ against manual labels: "
                     f"{_dataset_text(first['dataset'])}; each network trained from random "
-                    f"init with {budget}; NSD tolerance {first['tolerance_mm']:g} mm",
+                    f"init with {budget} (a row naming its core-minutes: another budget); "
+                    f"NSD tolerance {first['tolerance_mm']:g} mm",
                     tabulate(rows, headers=["method", "path", "runtime", "Dice", "NSD",
                                             "Dice vs its eager", "labels vs eager (Dice)",
-                                            "training steps", "status"],
+                                            "training", "status"],
                              tablefmt="github", disable_numparse=True)))
         ok = [r for r in mine if r.ok and r.runtime == "eager"]
         organs = sorted({o for r in ok for o in r.extra["organs"]})
@@ -156,7 +171,8 @@ def path_verdict(records: Sequence[Record]) -> dict[str, Any] | None:
     training; None when the run has not both rows."""
     rows = {r.extra.get("path"): r for r in records
             if r.ok and r.extra.get("kind") == "trained" and r.runtime == "eager"
-            and r.extra.get("method") == "2d-champion"}
+            and r.extra.get("method") == "2d-champion"
+            and not _other_budget(r)}
     if "lowres" not in rows or "full" not in rows:
         return None
     low, full = rows["lowres"].extra, rows["full"].extra

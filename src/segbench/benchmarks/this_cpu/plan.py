@@ -1,0 +1,190 @@
+"""What the this_cpu benchmark runs: the pipelines that matter, once each, on one whole CT.
+
+The project's question for a user's CPU, answered in minutes instead of hours: seconds per
+whole CT (and per slice) of
+
+- the original 2D recipe (MobileNetV4-Conv-Small + Semantic FPN 128, labels at full
+  resolution) under its runtime of the champion benchmark's baseline;
+- the 2D champion (network, output path, slices per call and runtime read from a champion
+  results file: this machine's, else the newest committed one, named in the row);
+- when the champion's output path decides labels on a coarser grid, the same network with the
+  fastest exact path of that run beside it (real CT punishes coarse paths: ``real_ct``);
+- TotalSegmentator --fast's network (3 mm sliding window) under the fastest runtime whose labels
+  stay with its FP32 eager ones in a whole_ct results file (else OpenVINO bf16).
+
+Every pipeline runs with random weights: speed does not depend on the weights (the trained
+benchmarks time random-weight twins of their trained rows to show it), so nothing is trained
+and the first table arrives after one loop per pipeline. Quality columns are not measured
+here: the view quotes them from the whole_ct (phantom) and real_ct (real CT) results files,
+naming the machine and run they come from.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from segbench import wholect
+from segbench.cell import Cell
+from segbench.models import ModelSpec
+from segbench.models.nets3d import TOTALSEG_FAST_OUTPUTS
+from segbench.results import Record, ResultsError, load
+
+NAME = "this_cpu"
+ORIGINAL_NETWORK = "mobilenetv4_conv_small"  # + FPN 128: the original recipe
+ORIGINAL_RUNTIME = "ort-fp32"  # the champion benchmark's baseline runtime
+FALLBACK_3D_RUNTIME = "openvino-bf16"
+QUICK_RUNTIME = "eager"  # --quick: no compile or export, seconds per cell
+CLASSES_3D = TOTALSEG_FAST_OUTPUTS
+THREE_D = "totalseg-3mm"
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One pipeline of the table: what it is, how it runs, and where the choice came from."""
+
+    key: str  # "original" | "champion" | "champion-exact" | "3d-fast"
+    title: str
+    network: str
+    runtime: str
+    pipeline: wholect.Pipeline
+    source: str = ""  # the results file the choice was read from ("" = built in)
+
+    def spec(self) -> ModelSpec:
+        if self.pipeline.kind == "2d":  # no "train" option: random weights, nothing trained
+            return ModelSpec("fpn-labels", self.network, self.pipeline.classes,
+                             {"path": self.pipeline.path})
+        return ModelSpec("3d", self.network, self.pipeline.classes)
+
+
+def _files(results_dir: Path, benchmark: str, slug: str) -> list[Any]:
+    """Full-run results files of ``benchmark``: this machine's first, then newest first."""
+    folder = results_dir / benchmark
+    found = []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        if path.name.endswith(".quick.json"):
+            continue
+        try:
+            found.append(load(path, benchmark))
+        except ResultsError:
+            continue
+    newest = sorted(found, key=lambda f: max((r.date for r in f.records), default=""),
+                    reverse=True)
+    return sorted(newest, key=lambda f: f.path is None or f.path.stem != slug)
+
+
+def champion_choices(results_dir: Path, slug: str) -> list[Choice]:
+    """The champion pipeline (and its exact-path twin when its path is coarse) from the first
+    champion results file that names one; [] when none does."""
+    from segbench import champion
+
+    for f in _files(results_dir, "champion", slug):
+        info = champion.recipe(f.records)
+        if info is None:
+            continue
+        net = champion.network_name(info["network"], info["width"])
+        source = f.path.name
+        out = [Choice("champion", f"2D champion ({info['network']} + FPN {info['width']}, "
+                      f"path {info['path']})", net, info["runtime"],
+                      _pipe_2d(net, info["batch"], info["path"]), source)]
+        if info["path"] in champion.COARSE_PATHS:
+            exact = champion.fastest_exact_path(f.records, info["network"], info["width"])
+            if exact is not None:
+                row = exact.extra["row"]
+                out.append(Choice("champion-exact", f"2D champion network, exact path "
+                                  f"{row['path']}", net, row["runtime"],
+                                  _pipe_2d(net, row["batch"], row["path"]), source))
+        return out
+    return []
+
+
+def best_3d_runtime(results_dir: Path, slug: str) -> tuple[str, str]:
+    """(runtime, source file) of the fastest --fast loop that keeps its FP32 eager labels."""
+    from segbench.wholect_bench import keeps_output, seconds_per_ct
+
+    for f in _files(results_dir, "whole_ct", slug):
+        rows = [(seconds_per_ct(r), r) for r in f.records
+                if r.extra.get("method") == "totalseg-fast" and not r.quick
+                and seconds_per_ct(r) and keeps_output(r)]
+        if rows:
+            return min(rows, key=lambda item: item[0])[1].runtime, f.path.name
+    return FALLBACK_3D_RUNTIME, ""
+
+
+def _pipe_2d(network: str, batch: int, path: str) -> wholect.Pipeline:
+    return wholect.Pipeline("2d", network, wholect.CLASSES_2D, batch=batch, path=path)
+
+
+def _pipe_3d(quick: bool) -> wholect.Pipeline:
+    from segbench import volume
+
+    patch = (32, 48, 48) if quick else volume.FAST_PATCH
+    return wholect.Pipeline("3d", THREE_D, CLASSES_3D, spacing_mm=volume.FAST_SPACING_MM,
+                            patch=patch, step=volume.TOTALSEG_STEP, back="nearest")
+
+
+def choices(results_dir: Path, slug: str, quick: bool) -> list[Choice]:
+    """The pipelines of a run, most important first (a run cut short keeps the answer)."""
+    out = [Choice("original", "2D original recipe (MobileNetV4-Conv-Small + FPN 128, path "
+                  "full)", ORIGINAL_NETWORK, ORIGINAL_RUNTIME, _pipe_2d(ORIGINAL_NETWORK, 1,
+                                                                          "full"))]
+    out += champion_choices(results_dir, slug)
+    runtime, source = best_3d_runtime(results_dir, slug)
+    out.append(Choice("3d-fast", "TotalSegmentator --fast network (3 mm)", THREE_D, runtime,
+                      _pipe_3d(quick), source))
+    if quick:  # a smoke run: the same pipelines under eager, nothing compiled or exported
+        out = [Choice(c.key, c.title, c.network, QUICK_RUNTIME, c.pipeline, c.source)
+               for c in out]
+    return out
+
+
+def ct_source(opts: Any) -> dict[str, Any]:
+    from segbench.wholect_bench import ct_source as whole_ct_source
+
+    return whole_ct_source(opts)
+
+
+def make_cells(bench: Any, opts: Any) -> list[Cell]:
+    from segbench import machine
+    from segbench import runtimes as registry
+    from segbench.wholect_bench import loop_protocol
+
+    ct = ct_source(opts)
+    # --runtimes given: every pipeline under each of them; else each under its own
+    explicit = opts.runtimes not in ([QUICK_RUNTIME], list(registry.names()))
+    cells = []
+    for c in choices(Path(opts.out).resolve(), machine.slug(), opts.quick):
+        if c.key not in opts.models:
+            continue
+        pipe = c.pipeline
+        shape = (pipe.batch, 3, 1, 1) if pipe.kind == "2d" else (1, 1, *pipe.patch)
+        for runtime in (opts.runtimes if explicit else [c.runtime]):
+            cells.append(Cell(
+                benchmark=bench.name, model=c.spec(), runtime=runtime, shape=shape,
+                threads=opts.threads, protocol=loop_protocol(1, opts.quick), fidelity=False,
+                extra={"method": c.key, "title": c.title, "source": c.source, "tag": c.key},
+                scenario={"kind": "whole_ct", "ct": ct, "pipeline": pipe.to_dict(),
+                          "quality": "none", "calibration": 4 if opts.quick else 8,
+                          "warmup": "pass", "estimate_passes": 0}))
+    if cells and not getattr(opts, "dry_run", False) and ct["kind"] == "phantom":
+        print("phantom CT ...", file=sys.stderr, flush=True)
+        wholect.load_ct(ct)  # made once and cached, not once per cell
+    return cells
+
+
+KEYS = ("original", "champion", "champion-exact", "3d-fast")
+
+
+def record_seconds(r: Record) -> float | None:
+    """Seconds of the one timed loop (the whole CT, HU in, labels out)."""
+    if not r.ok or not r.timing:
+        return None
+    return r.timing["latency_p50_ms"] / 1e3
+
+
+def nifti_argument(text: str) -> str:
+    from segbench.wholect_bench import nifti_argument as check
+
+    return check(text)
