@@ -41,9 +41,11 @@ def _dataset_text(d: dict[str, Any]) -> str:
     return text
 
 
-def _other_budget(r: Record) -> bool:
-    """A trained row beside the equal-budget comparison (its key ends in its budget)."""
-    return r.key.rsplit("|", 1)[-1].endswith("cm")
+def _other_budget(r: Record) -> str:
+    """The budget of a trained row beside the equal-budget comparison (its key ends in its
+    budget, e.g. "80cm"); "" for the comparison's own rows."""
+    tail = r.key.rsplit("|", 1)[-1]
+    return tail if tail.endswith("cm") else ""
 
 
 def _training_text(t: dict[str, Any], core_minutes: float | None) -> str:
@@ -103,26 +105,34 @@ def ceiling_table(records: Sequence[Record]) -> list[tuple[str, str]]:
     return out
 
 
+def _label(r: Record, scored: Any) -> str:
+    """A trained row's method; one scored on other cases than the caption's says so."""
+    cases = r.extra["dataset"].get("cases")
+    return r.extra["display"] + (f", {cases} cases" if cases != scored else "")
+
+
 def trained_tables(records: Sequence[Record]) -> list[tuple[str, str]]:
     recs = [r for r in records if r.extra.get("kind") == "trained"]
     out = []
     for name in dict.fromkeys(r.extra["dataset"]["name"] for r in recs):
         mine = [r for r in recs if r.extra["dataset"]["name"] == name]
-        eager = {(r.extra["method"], r.extra["path"]): r for r in mine
+        eager = {(r.extra["method"], r.extra["path"], _other_budget(r)): r for r in mine
                  if r.runtime == "eager" and r.ok}
+        first = mine[0].extra
+        scored = first["dataset"].get("cases")
+
         rows = []
         for r in mine:
-            e = eager.get((r.extra["method"], r.extra["path"]))
+            e = eager.get((r.extra["method"], r.extra["path"], _other_budget(r)))
             drop = (r.extra["mean_dice"] - e.extra["mean_dice"]) if (r.ok and e) else None
             t = r.extra.get("training", {})
-            rows.append([r.extra["display"], r.extra["path"], r.runtime,
+            rows.append([_label(r, scored), r.extra["path"], r.runtime,
                          _num(r.extra.get("mean_dice")) if r.ok else DASH,
                          _num(r.extra.get("mean_nsd")) if r.ok else DASH,
                          f"{drop:+.3f}" if drop is not None else DASH,
                          _num(r.extra.get("dice_vs_eager")) if r.ok else DASH,
                          _training_text(t, r.extra.get("core_minutes")),
                          r.status if r.ok else f"{r.status}: {r.reason}"])
-        first = mine[0].extra
         budget = first.get("training", {}).get("budget", "?")
         out.append((f"Trained on real CT, scored per organ against manual labels: "
                     f"{_dataset_text(first['dataset'])}; each network trained from random "
@@ -134,7 +144,7 @@ def trained_tables(records: Sequence[Record]) -> list[tuple[str, str]]:
                              tablefmt="github", disable_numparse=True)))
         ok = [r for r in mine if r.ok and r.runtime == "eager"]
         organs = sorted({o for r in ok for o in r.extra["organs"]})
-        rows = [[f"{r.extra['display']}, {r.extra['path']}"]
+        rows = [[f"{_label(r, scored)}, {r.extra['path']}"]
                 + [_pair(r.extra["organs"].get(o)) for o in organs] for r in ok]
         if ok:
             out.append((f"Per organ, FP32 eager (Dice / NSD), {_dataset_text(first['dataset'])}",
