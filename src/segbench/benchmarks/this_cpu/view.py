@@ -25,6 +25,8 @@ WHOLE_CT_METHOD = {"original": "2d-original", "champion": "2d-best", "3d-fast": 
 REAL_CT_METHOD = {"original": "2d-original", "champion": "2d-champion",
                   "champion-exact": "2d-champion", "3d-fast": "3d-fast"}
 COARSE_PATHS = ("lowres",)
+_ROOT = Path(__file__).resolve().parents[4]  # the repository (cli.default_results_dir's rule)
+DEFAULT_RESULTS = _ROOT / "results" if (_ROOT / "pyproject.toml").exists() else Path("results")
 
 
 def _seconds(r: Record) -> float | None:
@@ -100,14 +102,14 @@ def _machine(f: ResultsFile) -> str:
 
 
 def tables(bench: Any, results: ResultsFile) -> list[tuple[str, str]]:
-    from segbench import cli, machine
+    from segbench import machine
 
     recs = [r for r in results.records if r.extra.get("method") in ORDER]
     if not recs:
         return [("", "No pipeline ran.")]
     recs.sort(key=lambda r: (ORDER.index(r.extra["method"]), _seconds(r) or 1e9))
     results_dir = (results.path.parent.parent if results.path is not None
-                   else cli.default_results_dir())
+                   else DEFAULT_RESULTS)
     slug = results.path.stem if results.path is not None else machine.slug()
     whole = quality_files(results_dir, "whole_ct", slug)
     real = quality_files(results_dir, "real_ct", slug)
@@ -140,7 +142,7 @@ def tables(bench: Any, results: ResultsFile) -> list[tuple[str, str]]:
                f"{'phantom' if str(ct.get('ct_source', 'phantom')).startswith('phantom') else ''}"
                f" CT, HU in, labels out, one loop after a warm-up pass, random weights: speed "
                f"does not depend on them), measured on {_machine(results)}")
-    headers = ["pipeline", "runtime", "s / CT", "ms / slice", "vs original",
+    headers = ["pipeline", "runtime", "s / CT", "ms / slice", "speed-up vs original",
                "Dice, phantom CT", "Dice / NSD, real CT", "status"]
     out = [(caption, tabulate(rows, headers=headers, tablefmt="github",
                               disable_numparse=True))]
