@@ -273,3 +273,30 @@ def test_truncated_gzip_is_detected_without_reading_it_twice(tmp_path):
     with pytest.raises(DatasetError, match="T_000_0000"):
         ds = open_dataset(root)
         check(ds, ds.cases)
+
+
+def test_the_path_verdict_comes_from_this_machine_first_else_another_named(tmp_path):
+    from segbench.realct.view import find_path_verdict
+    from segbench.results import Record, ResultsFile, save
+
+    def real(path, dice):
+        return Record(benchmark="real_ct", key=f"trained|X|2d-champion|{path}|eager",
+                      model="m", runtime="eager", shape=[], batch=1, threads=2,
+                      extra={"kind": "trained", "method": "2d-champion", "path": path,
+                             "mean_dice": dice, "mean_nsd": dice,
+                             "dataset": {"name": "X", "split": "test", "cases": 3}})
+
+    def machine(model):
+        return {"cpu": "AMD EPYC", "physical_cores": 2, "microarchitecture": f"Zen {model}",
+                "family": 25, "model": model}
+
+    assert find_path_verdict(tmp_path, "here") is None  # no real_ct folder at all
+    save(tmp_path / "real_ct" / "elsewhere.json",
+         ResultsFile("real_ct", machine(4), [real("lowres", 0.3), real("full", 0.5)]))
+    other = find_path_verdict(tmp_path, "here")
+    assert other["cost"] == pytest.approx(0.2) and not other["same_machine"]
+    assert "Zen 4" in other["machine"]
+    save(tmp_path / "real_ct" / "here.json",
+         ResultsFile("real_ct", machine(5), [real("lowres", 0.45), real("full", 0.5)]))
+    mine = find_path_verdict(tmp_path, "here")
+    assert mine["cost"] == pytest.approx(0.05) and mine["same_machine"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from tabulate import tabulate
@@ -191,3 +192,25 @@ def path_verdict(records: Sequence[Record]) -> dict[str, Any] | None:
             "lowres": {"dice": low["mean_dice"], "nsd": low["mean_nsd"]},
             "full": {"dice": full["mean_dice"], "nsd": full["mean_nsd"]},
             "cost": full["mean_dice"] - low["mean_dice"]}
+
+
+def find_path_verdict(results_dir: Path, slug: str | None = None) -> dict[str, Any] | None:
+    """:func:`path_verdict` from the real_ct results in ``results_dir``: this machine's file
+    (``slug``) first, else any full-run file, whose machine the verdict then names (a Dice
+    depends on the weights and the runtime's arithmetic, not on the CPU's speed)."""
+    from segbench.machine import describe
+    from segbench.results import ResultsError, load
+
+    folder = Path(results_dir) / "real_ct"
+    paths = sorted(p for p in folder.glob("*.json") if not p.name.endswith(".quick.json")) \
+        if folder.is_dir() else []
+    for path in sorted(paths, key=lambda p: p.stem != slug):
+        try:
+            found = load(path, "real_ct")
+        except ResultsError:
+            continue
+        verdict = path_verdict(found.records)
+        if verdict is not None:
+            return {**verdict, "machine": describe(found.machine), "same_machine":
+                    path.stem == slug}
+    return None
