@@ -224,10 +224,12 @@ def test_per_organ_scores_only_organs_of_the_reference():
 # --- end to end ------------------------------------------------------------------------------
 
 
-def test_quick_trained_run_on_a_tiny_dataset_names_it_in_every_row(tmp_path):
+def test_quick_trained_run_on_a_tiny_dataset_names_it_in_every_row(tmp_path, monkeypatch):
+    from segbench.realct import training
     from segbench.realct.run import main
     from segbench.results import full_results_files, load
 
+    monkeypatch.setattr(training, "WEIGHTS_DIR", tmp_path / "weights")  # not the user's cache
     root = make_dataset(tmp_path / "d", cases=3, shape=(64, 64, 4))
     out = tmp_path / "results"
     assert main(["--dataset", str(root), "--methods", "2d-champion", "--grids", "2d-lowres",
@@ -237,6 +239,7 @@ def test_quick_trained_run_on_a_tiny_dataset_names_it_in_every_row(tmp_path):
     records = load(files[0]).records
     kinds = sorted(r.extra["kind"] for r in records)
     assert kinds == ["ceiling", "trained", "trained"]  # lowres and full paths, eager
+    assert list((tmp_path / "weights").glob("realct-2d-champion-*.safetensors"))
     for r in records:
         assert r.extra["dataset"]["name"] == "tiny" and r.extra["dataset"]["cases"] == 1
         assert r.ok, r.reason
