@@ -303,3 +303,29 @@ def test_the_path_verdict_comes_from_this_machine_first_else_another_named(tmp_p
          ResultsFile("real_ct", machine(5), [real("lowres", 0.45), real("full", 0.5)]))
     mine = find_path_verdict(tmp_path, "here")
     assert mine["cost"] == pytest.approx(0.05) and mine["same_machine"]
+
+
+def test_the_readme_summary_counts_organs_below_the_annotators_and_the_worst_runtime():
+    from segbench.realct.view import summary_tables
+    from segbench.results import Record
+
+    ds = {"name": "Obs", "split": "all", "cases": 2}
+
+    def rec(kind, runtime="eager", key="k", **extra):
+        return Record(benchmark="real_ct", key=key, model="m", runtime=runtime, shape=[],
+                      batch=1, threads=2, extra={"kind": kind, "dataset": ds, **extra})
+
+    organs_ia = {"a": {"dice": 0.8, "nsd": 0.9}, "b": {"dice": 0.6, "nsd": 0.7}}
+    organs_grid = {"a": {"dice": 0.7, "nsd": 0.9}, "b": {"dice": 0.65, "nsd": 0.7}}
+    trained = {"method": "2d-x", "path": "full", "display": "X", "mean_nsd": 0.4,
+               "training": {"budget": "5 core-minutes", "steps": 10}}
+    records = [rec("inter_annotator", key="ia", organs=organs_ia, mean_dice=0.7, mean_nsd=0.8),
+               rec("ceiling", key="g", organs=organs_grid, mean_dice=0.675, mean_nsd=0.8,
+                   display="grid G"),
+               rec("trained", key="t|eager", mean_dice=0.5, **trained),
+               rec("trained", "int8", key="t|int8", mean_dice=0.45, **trained),
+               rec("trained", "bf16", key="t|bf16", mean_dice=0.49, **trained),
+               rec("trained", "bf16", key="t|bf16|80cm", mean_dice=0.1, **trained)]
+    (_, ceilings), (caption, methods) = summary_tables(records)
+    assert "| 1 of 2 " in ceilings and "0.675 / 0.800" in ceilings
+    assert "-0.050 (`int8`)" in methods and "5 core-minutes" in caption

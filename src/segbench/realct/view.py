@@ -214,3 +214,55 @@ def find_path_verdict(results_dir: Path, slug: str | None = None) -> dict[str, A
             return {**verdict, "machine": describe(found.machine), "same_machine":
                     path.stem == slug}
     return None
+
+
+def summary_tables(records: Sequence[Record]) -> list[tuple[str, str]]:
+    """The README's short view of real CT: per data set, each grid's mean Dice / NSD ceiling
+    (with the annotators' agreement where there is one), and each trained method's mean Dice /
+    NSD under FP32 eager with the largest drop any of its runtimes costs."""
+    out = []
+    by_set: dict[str, list[Record]] = {}
+    for r in records:
+        if r.ok and r.extra.get("kind") in ("ceiling", "inter_annotator"):
+            by_set.setdefault(r.extra["dataset"]["name"], []).append(r)
+    rows = []
+    for name, recs in by_set.items():
+        ia = next((r for r in recs if r.extra["kind"] == "inter_annotator"), None)
+        for r in recs:
+            if r.extra["kind"] != "ceiling":
+                continue
+            below = []
+            if ia is not None:
+                below = [o for o, v in r.extra["organs"].items()
+                         if o in ia.extra["organs"] and v["dice"] < ia.extra["organs"][o]["dice"]]
+            rows.append([name, r.extra["display"],
+                         _pair({"dice": r.extra["mean_dice"], "nsd": r.extra["mean_nsd"]}),
+                         _pair({"dice": ia.extra["mean_dice"], "nsd": ia.extra["mean_nsd"]})
+                         if ia else DASH,
+                         f"{len(below)} of {len(r.extra['organs'])}" if ia else DASH])
+    if rows:
+        out.append(("Best mean Dice / NSD each output grid can keep (no network)",
+                    tabulate(rows, headers=["data set", "grid", "ceiling", "two annotators",
+                                            "organs below the annotators"],
+                             tablefmt="github", disable_numparse=True)))
+    trained = [r for r in records if r.extra.get("kind") == "trained" and not _other_budget(r)]
+    rows = []
+    for r in trained:
+        if not (r.ok and r.runtime == "eager"):
+            continue
+        others = [o for o in trained if o.ok and o.extra.get("method") == r.extra["method"]
+                  and o.extra.get("path") == r.extra["path"] and o.runtime != "eager"]
+        worst = min(others, key=lambda o: o.extra["mean_dice"], default=None)
+        drop = (f"{worst.extra['mean_dice'] - r.extra['mean_dice']:+.3f} (`{worst.runtime}`)"
+                if worst else DASH)
+        rows.append([r.extra["display"], r.extra["path"],
+                     _pair({"dice": r.extra["mean_dice"], "nsd": r.extra["mean_nsd"]}), drop,
+                     str(r.extra.get("training", {}).get("steps", DASH))])
+    if rows:
+        first = trained[0].extra
+        out.append((f"Trained on real CT ({_dataset_text(first['dataset'])}; "
+                     f"{first.get('training', {}).get('budget', '?')} each), FP32 eager",
+                     tabulate(rows, headers=["method", "path", "Dice / NSD",
+                                             "worst runtime's Dice change", "steps"],
+                              tablefmt="github", disable_numparse=True)))
+    return out
