@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from segbench import readme, report
+from segbench import readme, tables
 from segbench.results import ResultsError, atomic_writer, load
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,7 +41,7 @@ def main(argv=None) -> int:
     if args.compare:
         try:
             a, b = (load(path) for path in args.compare)
-            print(report.compare_table(a, b))
+            print(tables.compare_table(a, b))
         except (ResultsError, ValueError) as exc:
             print(f"report: error: {exc}", file=sys.stderr)
             return 2

@@ -296,10 +296,10 @@ def test_an_unusual_ct_runs_and_its_rows_say_what_was_unusual(tmp_path):
     """A 2 mm slab of 20 slices, 45 x 50 voxels of 0.8 mm (a crop: padded to 64 x 64 for the
     2D networks): accepted, and every cell carries what was unusual into its row."""
     from segbench import wholect
-    from segbench import wholect_bench as wb
     from segbench.cell import Cell
     from segbench.measure import Protocol
     from segbench.models import ModelSpec
+    from segbench.views import whole_ct as wb
     from segbench.worker import run_cell
 
     path = write_nifti(tmp_path / "slab.nii.gz", ct_volume((50, 45, 20)), (0.8, 0.8, 2.0))
@@ -338,7 +338,7 @@ def test_a_head_sized_ct_runs_with_a_note():
 # --- a row names what it ran ------------------------------------------------------------------
 
 def test_without_champion_results_2d_best_says_what_it_ran_instead_and_why(tmp_path):
-    from segbench import wholect_bench as wb
+    from segbench.views import whole_ct as wb
 
     b = bench.load_script(WHOLE_CT)
     opts = b.parse(["--out", str(tmp_path), "--dry-run", "--models", "2d-best"])

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from segbench import fidelity
+from segbench import fidelity, quality
 
 
 def test_identical_outputs_are_perfect():
@@ -36,7 +36,7 @@ def test_label_agreement_and_dice_on_a_flipped_quarter():
 def test_dice_scores_only_labels_present_in_the_reference():
     ref = np.array([[0, 0, 1, 1]])
     out = np.array([[0, 2, 1, 1]])
-    scores = fidelity.dice_per_label(ref, out)
+    scores = quality.dice_per_label(ref, out)
     assert set(scores) == {0, 1}
     assert scores[0] == pytest.approx(2 * 1 / 3)
     assert scores[1] == 1.0

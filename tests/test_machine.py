@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from segbench import bench, machine, report
+from segbench import bench, machine, tables
 from segbench.measure import Protocol, measure
 from segbench.results import Record, ResultsError, ResultsFile, load_or_new, save
 
@@ -110,7 +110,7 @@ def test_provenance_lists_every_torch_version_in_a_file():
     def rec(torch):
         return Record(benchmark="b", key=torch, model="m", runtime="eager", shape=[1],
                       batch=1, threads=2, packages={"torch": torch})
-    text = report.provenance(ResultsFile("b", {"cpu": "X", "packages": {"torch": "2.15.0"}},
+    text = tables.provenance(ResultsFile("b", {"cpu": "X", "packages": {"torch": "2.15.0"}},
                                          [rec("2.15.0"), rec("2.16.0")]))
     assert "torch 2.15.0, 2.16.0" in text
 
@@ -151,4 +151,4 @@ def test_a_contended_cell_is_retimed_then_kept_flagged(monkeypatch, capsys):
     opts.retry_contended = 1
     out = bench.run_with_retries(None, opts, pause=0)
     assert out.timing["contended"] and len(out.extra["contended_attempts"]) == 1
-    assert "ok (contended)" in report.status_text(out)
+    assert "ok (contended)" in tables.status_text(out)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from segbench import quality
 from segbench import train as tr
 from segbench.data import PhantomDataset
 from segbench.models import ModelSpec, build_model
@@ -53,7 +54,7 @@ def test_dice_of_two_overlapping_squares():
     out = np.zeros((8, 8), dtype=np.int64)
     ref[0:4, 0:4] = 1
     out[2:6, 2:6] = 1  # 16 px each, overlap 2x2 = 4 -> Dice 2*4/32
-    assert tr.foreground_dice(ref, out) == {1: pytest.approx(0.25)}
+    assert quality.organ_dice(ref, out) == {1: pytest.approx(0.25)}
 
 
 def test_soft_dice_loss_is_zero_for_a_confident_perfect_prediction():

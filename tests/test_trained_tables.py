@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import ROOT
 
-from segbench import bench, cli, report
+from segbench import bench, cli, tables
 from segbench.analysis import dice_drops, weights_check_groups, within_spread
 from segbench.cell import Cell
 from segbench.measure import Protocol
@@ -128,17 +128,17 @@ def rec(runtime="ort-int8", dice=0.85, dice_fp32=0.86, agreement=80.0, weights="
 
 
 def test_trained_rows_are_judged_by_their_dice_drop_not_by_agreement():
-    assert report.own_dice_drop(rec()) == pytest.approx(-0.01)
-    assert report.status_text(rec(dice=0.855)) == "ok"  # 70 % agreement, drop 0.005: fine
-    assert "trained Dice -0.060 vs FP32" in report.status_text(rec(dice=0.80))
-    assert report.status_text(rec(runtime="eager", dice_fp32=None)) == "ok"
-    assert report.dice_drop_text(rec(runtime="eager", dice_fp32=None)) == "reference"
+    assert tables.own_dice_drop(rec()) == pytest.approx(-0.01)
+    assert tables.status_text(rec(dice=0.855)) == "ok"  # 70 % agreement, drop 0.005: fine
+    assert "trained Dice -0.060 vs FP32" in tables.status_text(rec(dice=0.80))
+    assert tables.status_text(rec(runtime="eager", dice_fp32=None)) == "ok"
+    assert tables.dice_drop_text(rec(runtime="eager", dice_fp32=None)) == "reference"
     # a network too little trained for its Dice drop to mean much says so
-    assert "barely trained: Dice 0.37 < 0.5" in report.status_text(rec(dice=0.37, dice_fp32=0.37))
+    assert "barely trained: Dice 0.37 < 0.5" in tables.status_text(rec(dice=0.37, dice_fp32=0.37))
     # a trained encoder (no Dice) is not judged by label agreement either
-    assert report.status_text(rec(dice=None, dice_fp32=None)) == "ok"
+    assert tables.status_text(rec(dice=None, dice_fp32=None)) == "ok"
     # random weights: agreement is all there is, and the flag says so
-    assert "random-weight agreement" in report.status_text(
+    assert "random-weight agreement" in tables.status_text(
         rec(dice=None, dice_fp32=None, weights="random"))
 
 
@@ -167,7 +167,7 @@ def test_a_trained_row_differs_only_outside_its_twins_spread():
     # both twins agree, and the trained row is well below them: a difference
     apart = [twin(11.0, (10.9, 11.0, 11.1), when="before"), twin(11.0, (10.9, 11.0, 11.1))]
     assert not within_spread(trained, apart)
-    table = report.weights_check_table([apart[0], trained, apart[1]])
+    table = tables.weights_check_table([apart[0], trained, apart[1]])
     assert "0.909" in table and "| yes" in table and "| 0.0 " in table  # twins agree
 
 
@@ -176,17 +176,17 @@ def test_random_weight_twins_have_their_own_table_and_nowhere_else():
     twins = [twin(10.05, (10.0, 10.05, 10.1), when="before"), twin(10.05, (10.0, 10.05, 10.1))]
     other = twin(10.0, (10.0, 10.0, 10.0), model="regnetx_002+fpn")  # no trained row
     assert weights_check_groups([twins[0], trained, twins[1], other]) == [(trained, twins)]
-    table = report.weights_check_table([twins[0], trained, twins[1]])
+    table = tables.weights_check_table([twins[0], trained, twins[1]])
     assert "10.1 ± 0.1 / 10.1 ± 0.1" in table and "0.995" in table and "| no" in table
     twin_ = twins[1]
     b = bench.Benchmark(name="t", title="t", families=["fpn"], models=["resnet18"],
                         quick_models=["resnet18"], trained=True,
-                        columns=[report.MODEL, report.THROUGHPUT, report.STATUS])
+                        columns=[tables.MODEL, tables.THROUGHPUT, tables.STATUS])
     text = b.render(ResultsFile("t", {"cpu": "x"}, [trained, twin_]))
     main_table = text.split("**Speed with random")[0]
     assert "10.0 ± 0.1" in main_table and "10.1 ± 0.1" not in main_table
     assert "Weights: trained." in text
-    assert report.weights_check_table([trained]) is None
+    assert tables.weights_check_table([trained]) is None
 
 
 def test_quantization_calibrates_int8_on_as_many_phantoms_as_asked():

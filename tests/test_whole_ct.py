@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from segbench import wholect
+from segbench import quality, wholect
 from segbench.bench import load_script, main
 from segbench.cell import Cell
 from segbench.measure import Protocol, StageClock
@@ -84,8 +84,8 @@ def test_labels_back_nearest_keeps_a_constant_block():
 
 
 def test_dice_of_a_perfect_and_an_empty_prediction(ct):
-    assert wholect.mean_dice(ct.truth, ct.truth) == pytest.approx(1.0)
-    assert wholect.mean_dice(ct.truth, np.zeros_like(ct.truth)) == 0.0
+    assert quality.foreground_mean_dice(ct.truth, ct.truth) == pytest.approx(1.0)
+    assert quality.foreground_mean_dice(ct.truth, np.zeros_like(ct.truth)) == 0.0
 
 
 # --- NIfTI input ------------------------------------------------------------------------------
@@ -186,8 +186,8 @@ def test_a_whole_ct_cell_runs_in_the_worker():
 
 
 def test_per_ct_headline_skips_runtimes_that_change_the_output():
-    from segbench import wholect_bench as wb
     from segbench.results import Record
+    from segbench.views import whole_ct as wb
 
     def loop(method, runtime, seconds, **extra):
         return Record(benchmark="whole_ct", key=f"{method}|{runtime}", model=method,
@@ -207,8 +207,8 @@ def test_per_ct_headline_skips_runtimes_that_change_the_output():
 def test_part_networks_repeat_only_their_own_stages():
     """TotalSegmentator's five parts: the CT is resampled to 1.5 mm and back once; normalise,
     passes, blending and argmax once per network."""
-    from segbench import wholect_bench as wb
     from segbench.results import Record
+    from segbench.views import whole_ct as wb
 
     stages = {"resample": 2.0, "normalise": 1.0, "predict": 10.0, "accumulate": 1.0,
               "argmax": 1.0, "resample back": 3.0}
@@ -225,9 +225,9 @@ def test_part_networks_repeat_only_their_own_stages():
 
 
 def test_per_ct_rows_give_the_ratio_to_the_real_tool_when_it_ran():
-    from segbench import wholect_bench as wb
     from segbench.peers.whole_ct import peer_key
     from segbench.results import Record
+    from segbench.views import whole_ct as wb
 
     assert peer_key("fast", True) == wb.PEER_FAST_KEY
 
@@ -252,8 +252,8 @@ def test_per_ct_rows_give_the_ratio_to_the_real_tool_when_it_ran():
 
 
 def test_a_barely_trained_network_says_its_dice_compares_runtimes_only():
-    from segbench import wholect_bench as wb
     from segbench.results import Record
+    from segbench.views import whole_ct as wb
 
     def rec(dice):
         return Record(benchmark="whole_ct", key="k", model="m", runtime="eager", shape=[1],

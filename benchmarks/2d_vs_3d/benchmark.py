@@ -7,19 +7,18 @@ every method's complete pipeline as a real loop, so this benchmark no longer est
 (the README shows one per-CT answer, the measured one).
 """
 
-from tabulate import tabulate
-
-from segbench import ct
+from segbench import catalogue
 from segbench.bench import Benchmark, main
 from segbench.cell import Cell
 from segbench.measure import Protocol
 from segbench.models import DEFAULT_CLASSES, ModelSpec
 from segbench.models.nets3d import true_outputs
+from segbench.views.registry import VIEWS
+from segbench.views.simple import PATCH_3D as PATCH
 
 MODELS_2D = ["mobilenetv4_conv_small+fpn", "mobilenetv4_conv_small+unet",
              "mobilenetv4_conv_medium+fpn", "resnet18+fpn"]
-MODELS_3D = ["totalseg-1.5mm", "totalseg-3mm", "stunet-s", "stunet-b"]
-PATCH = (64, 128, 128)  # the originals' 128x128x64 patch, (z, y, x)
+MODELS_3D = catalogue.networks_3d()  # the 3D methods' networks, each once
 
 
 def make_cells(bench: Benchmark, opts) -> list[Cell]:
@@ -40,20 +39,8 @@ def make_cells(bench: Benchmark, opts) -> list[Cell]:
     return cells
 
 
-def tables(bench: Benchmark, results) -> list[tuple[str, str]]:
-    records = results.records
-    patch_rows = [ct.patch_row(r) for r in records if not r.extra.get("loop")
-                  and (r.family != "3d" or tuple(r.shape[2:]) == PATCH)
-                  and (r.family == "3d" or r.shape[2] == r.shape[3])]
-    return [("Per forward pass (the originals' comparison)", tabulate(
-        patch_rows, headers=["model", "type", "params", "input", "ms / pass (p50)",
-                             "512x512-slice equivalents / s", "equiv/s per M params", "status"],
-        tablefmt="github", disable_numparse=True))]
-
-
 BENCHMARK = Benchmark(
-    name="2d_vs_3d",
-    title="2D slice-wise vs 3D references, per forward pass (eager FP32)",
+    view=VIEWS["2d_vs_3d"],
     families=["fpn", "unet", "3d"],
     models=MODELS_2D + MODELS_3D,
     quick_models=["mobilenetv4_conv_small+fpn", "stunet-s"],
@@ -64,7 +51,6 @@ BENCHMARK = Benchmark(
                                           "regnetx_002+unet", "resnet18+unet", "stunet-l",
                                           "stunet-h"],
     cells=make_cells,
-    tables=tables,
 )
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from dataclasses import asdict
 from segbench import champion, runtimes
 from segbench.bench import Benchmark, main
 from segbench.models import ModelSpec
+from segbench.views.registry import VIEWS
 
 NETWORKS = [champion.network_name(champion.ORIGINAL, w) for w in (128, *champion.WIDTHS)]
 NETWORKS += [champion.network_name(e, w) for e in champion.ENCODERS for w in (128, 64)]
@@ -73,8 +74,7 @@ def follow_up(bench, opts, records):
 
 
 BENCHMARK = Benchmark(
-    name="champion",
-    title="Slice -> uint8 label map: the fastest pipeline at the original recipe's quality",
+    view=VIEWS["champion"],
     families=["fpn-labels"],
     models=NETWORKS,
     quick_models=[champion.ORIGINAL],
@@ -84,7 +84,6 @@ BENCHMARK = Benchmark(
     parts=(),
     cells=make_cells,
     add_arguments=add_arguments,
-    tables=champion.tables,
     follow_up=follow_up,
 )
 

@@ -6,23 +6,17 @@ encoder carries the weights it learned inside a Semantic FPN trained on CT phant
 a phantom slice, so the feature SQNR against FP32 is that of a trained encoder.
 """
 
-from segbench import report
 from segbench.bench import Benchmark, main
 from segbench.models.encoders import ENCODERS
+from segbench.views.registry import VIEWS
 
 BENCHMARK = Benchmark(
-    name="encoder_only",
-    title="Encoders alone (timm features_only), torch.compile + bf16 autocast",
+    view=VIEWS["encoder_only"],
     families=["encoder"],
     models=list(ENCODERS),
     quick_models=["mobileone_s0", "mobilenetv4_conv_small", "resnet18"],
     runtimes=["compile-bf16"],
     quick_runtimes=["eager"],
-    columns=[report.MODEL, report.RUNTIME, report.PARAMS_WITH_HEAD, report.BACKBONE_PARAMS,
-             report.GFLOPS, report.THROUGHPUT, report.LATENCY, report.EFFICIENCY,
-             report.COMPILE, report.FIDELITY, report.STATUS],
-    sort_key=report.ok_first(report.efficiency),
-    trained=True,
 )
 
 if __name__ == "__main__":

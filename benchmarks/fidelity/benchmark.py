@@ -8,14 +8,9 @@ scored by mean organ Dice against the phantom labels. INT8 calibration uses the 
 split (the training distribution), never the evaluation phantoms.
 """
 
-from tabulate import tabulate
-
-from segbench import plots
 from segbench.bench import Benchmark, main
-from segbench.fidelity import DICE_TOLERANCE
-from segbench.machine import describe
 from segbench.models import ModelSpec
-from segbench.report import DASH, dice_drops, dice_verdicts, num, status_text
+from segbench.views.registry import VIEWS
 
 MODELS = ["mobilenetv4_conv_small+fpn", "resnet18+fpn", "repvgg_a0+fpn", "regnetx_004+fpn",
           "mobilenetv4_conv_small+unet"]
@@ -45,36 +40,8 @@ def make_cells(bench, opts):
     return cells
 
 
-def tables(bench, results):
-    records = results.records
-    drops = dice_drops(records)
-    rows = []
-    for r in records:
-        fid = r.fidelity or {}
-        rows.append([r.extra.get("display", r.model), r.runtime,
-                     num(r.extra.get("dice"), 3) if r.ok else DASH,
-                     (f"{drops[(r.model, r.runtime)]:+.3f}"
-                      if (r.model, r.runtime) in drops else DASH),
-                     num(fid.get("label_agreement"), 2), num(fid.get("sqnr_db"), 1),
-                     num(r.throughput, 1) if r.ok else DASH, status_text(r)])
-    main_table = tabulate(rows, headers=["network", "runtime", "Dice vs truth",
-                                         "Dice drop vs FP32", "label agree vs FP32 (%)",
-                                         "SQNR (dB)", "img/s", "status"],
-                          tablefmt="github", disable_numparse=True)
-    names = {r.model: r.extra.get("display", r.model) for r in records}
-    summary = tabulate(
-        [[names[model], ", ".join(keep) or "none", ", ".join(rt for rt, _ in lose) or "none"]
-         for model, (keep, lose) in dice_verdicts(records).items()],
-        headers=["network", f"keeps Dice within {DICE_TOLERANCE} of FP32",
-                 f"loses more than {DICE_TOLERANCE}"], tablefmt="github", disable_numparse=True)
-    recipe = next((r.weights for r in records if r.weights != "random"), "?")
-    return [(f"Dice on held-out phantoms, weights {recipe}", main_table),
-            ("Which runtimes keep the trained network's quality", summary)]
-
-
 BENCHMARK = Benchmark(
-    name="fidelity",
-    title="Dice of every runtime on networks trained on CT phantoms",
+    view=VIEWS["fidelity"],
     families=["fpn", "unet"],
     models=MODELS,
     quick_models=["mobilenetv4_conv_small+fpn"],
@@ -89,9 +56,6 @@ BENCHMARK = Benchmark(
     classes=9,  # 8 phantom organs + background
     add_arguments=add_arguments,
     cells=make_cells,
-    tables=tables,
-    plots=lambda results, out: [plots.speed_quality_plot(
-        results.records, out / "speed_quality.png", machine=describe(results.machine))],
 )
 
 if __name__ == "__main__":

@@ -8,22 +8,18 @@ phantom truth and against FP32 eager is scored after timing. Two networks are ti
 with random weights in the same run: speed must not depend on the weights.
 """
 
-from segbench import report
 from segbench.bench import Benchmark, main
+from segbench.views.registry import VIEWS
 
 BENCHMARK = Benchmark(
-    name="fpn_decoder",
-    title="Encoder + Semantic FPN, torch.compile + bf16 autocast",
+    view=VIEWS["fpn_decoder"],
     families=["fpn"],
     models=["mobileone_s0", "mobilenetv4_conv_small", "regnetx_002", "mobilenetv3_small_100",
             "regnetx_004", "mobilenetv4_conv_medium", "repvgg_a0", "resnet18"],
     quick_models=["mobilenetv4_conv_small", "resnet18"],
     references=[("smp-fpn", ["mobilenetv4_conv_small", "resnet18"])],
     parts=("encoder",),
-    trained=True,
     weights_check=["mobilenetv4_conv_small", "resnet18"],
-    columns=report.DECODER_COLUMNS,
-    sort_key=report.ok_first(report.throughput),
 )
 
 if __name__ == "__main__":

@@ -10,8 +10,9 @@ its output's agreement with FP32 on the timed slice. The row marked **best** is 
 runtime for that model.
 """
 
-from segbench import report, runtimes
+from segbench import runtimes
 from segbench.bench import Benchmark, main
+from segbench.views.registry import VIEWS
 
 
 def add_arguments(parser):
@@ -34,14 +35,8 @@ def make_cells(bench, opts):
     return cells
 
 
-def tables(bench, results):
-    """The runtime table; quality from the rows' own trained-weight Dice."""
-    return [("", report.runtime_table(results.records))]
-
-
 BENCHMARK = Benchmark(
-    name="quantization",
-    title="Encoder + FPN across runtimes and precisions",
+    view=VIEWS["quantization"],
     families=["fpn"],
     models=["mobilenetv4_conv_small", "mobilenetv4_conv_medium", "regnetx_004", "resnet18",
             "repvgg_a0"],
@@ -50,8 +45,6 @@ BENCHMARK = Benchmark(
     quick_runtimes=["eager", "ort-fp32", "ort-int8"],
     add_arguments=add_arguments,
     cells=make_cells,
-    tables=tables,
-    trained=True,
 )
 
 if __name__ == "__main__":

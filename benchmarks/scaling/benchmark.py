@@ -8,9 +8,10 @@ network, the configuration with the highest throughput and the one with the lowe
 See docs/scaling.md.
 """
 
-from segbench import machine, plots, streams
+from segbench import machine, streams
 from segbench.bench import Benchmark, main
 from segbench.models import ModelSpec
+from segbench.views.registry import VIEWS
 
 
 def cpu_count(text):
@@ -40,18 +41,8 @@ def make_cells(bench, opts):
     return cells
 
 
-def tables(bench, results):
-    return [("", streams.scaling_table(results.records))]
-
-
-def scaling_plot(results, out):
-    return [plots.scaling_plot(results.records, out / "scaling.png",
-                               machine=machine.describe(results.machine))]
-
-
 BENCHMARK = Benchmark(
-    name="scaling",
-    title="Latency mode versus throughput mode: threads x parallel streams",
+    view=VIEWS["scaling"],
     families=["fpn"],
     models=["mobilenetv4_conv_small", "resnet18"],
     quick_models=["mobilenetv4_conv_small"],
@@ -60,9 +51,6 @@ BENCHMARK = Benchmark(
     quick_size=128,
     add_arguments=add_arguments,
     cells=make_cells,
-    tables=tables,
-    plots=scaling_plot,
-    tradeoff=False,  # thread and stream sweeps of the same networks, not a size trade-off
 )
 
 if __name__ == "__main__":

@@ -7,21 +7,17 @@ of the encoders is the reference. Every network is trained on CT phantoms first;
 the phantom truth and against FP32 eager is scored after timing.
 """
 
-from segbench import report
 from segbench.bench import Benchmark, main
+from segbench.views.registry import VIEWS
 
 BENCHMARK = Benchmark(
-    name="unet_decoder",
-    title="Encoder + UNet decoder, torch.compile + bf16 autocast",
+    view=VIEWS["unet_decoder"],
     families=["unet"],
     models=["mobilenetv3_small_100", "mobilenetv4_conv_small", "mobileone_s0", "regnetx_002",
             "mobilenetv4_conv_medium", "resnet18"],
     quick_models=["mobilenetv4_conv_small", "resnet18"],
     references=[("smp-unet", ["mobilenetv4_conv_small", "resnet18"])],
     parts=("encoder",),
-    trained=True,
-    columns=report.DECODER_COLUMNS,
-    sort_key=report.ok_first(report.throughput),
 )
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import argparse
 from segbench import wholect_bench as wb
 from segbench.bench import Benchmark, main
 from segbench.peers import whole_ct as peers
+from segbench.views.registry import VIEWS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,8 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 BENCHMARK = Benchmark(
-    name="whole_ct",
-    title="Whole CT end to end: each method's real loop under its runtimes",
+    view=VIEWS["whole_ct"],
     families=["3d"],
     models=[m.key for m in wb.METHODS],
     quick_models=[m.key for m in wb.METHODS if m.quick],
@@ -36,9 +36,8 @@ BENCHMARK = Benchmark(
     valid_models=[m.key for m in wb.METHODS],
     add_arguments=add_arguments,
     cells=wb.make_cells,
-    tables=peers.with_peer_tables(wb.tables),
-    plots=wb.stage_plot,
+    extra_rows=peers.rows,  # --peers: the real TotalSegmentator, saved like the cells
 )
 
 if __name__ == "__main__":
-    raise SystemExit(peers.main(BENCHMARK, main))
+    raise SystemExit(main(BENCHMARK))

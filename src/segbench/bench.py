@@ -10,27 +10,36 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
-from segbench import cli, machine, progress, report, runtimes, stop, weights
+from segbench import cli, machine, progress, runtimes, stop, weights
 from segbench.cell import Cell
 from segbench.isolate import run_here, run_isolated
 from segbench.measure import Protocol
 from segbench.models import DEFAULT_CLASSES, ModelSpec, family, input_shape
 from segbench.results import Record, ResultsError, ResultsFile, load_or_new, results_path, update
+from segbench.tables import Column
+from segbench.views import Plots, Tables, View
 
-Tables = Callable[["Benchmark", ResultsFile], list[tuple[str, str]]]
+# what a benchmark shows, held by its View (segbench.views.registry) and copied from it
+VIEW_FIELDS = ("name", "title", "columns", "sort_key", "tables", "plots", "tradeoff", "trained")
 
 
 @dataclass
 class Benchmark:
-    name: str
-    title: str
-    families: Sequence[str]  # model families this benchmark instantiates for each model name
-    models: Sequence[str]
-    quick_models: Sequence[str]
+    """What a benchmark runs (its matrix) and, through ``view``, how its records are shown.
+
+    A script passes ``view=VIEWS[name]``, the one home of its name, title, tables and plots
+    (the README renders from the view without running the script); a benchmark declared
+    without one (tests, a script not moved yet) gets a view made of its own fields."""
+
+    name: str = ""
+    title: str = ""
+    families: Sequence[str] = ()  # model families this benchmark instantiates per model name
+    models: Sequence[str] = ()
+    quick_models: Sequence[str] = ()
     runtimes: Sequence[str] = ("compile-bf16",)
     quick_runtimes: Sequence[str] = ("eager",)
     size: int = 512
@@ -39,25 +48,37 @@ class Benchmark:
     parts: tuple[str, ...] = ()
     # extra (family, models) rows of full runs, e.g. the smp library's decoders as a reference
     references: Sequence[tuple[str, Sequence[str]]] = ()
-    columns: Sequence[report.Column] = ()
+    columns: Sequence[Column] = ()
     sort_key: Callable[[Record], object] | None = None
     tables: Tables | None = None  # custom rendering; default one table from ``columns``
     cells: Callable[["Benchmark", cli.Options], list[Cell]] | None = None  # custom matrix
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
-    plots: Callable[[ResultsFile, Path], list[Path | None]] | None = None  # README figures
+    plots: Plots | None = None  # README figures
     valid_models: Sequence[str] = field(default=())
     tradeoff: bool = True  # its rows feed the README's speed-versus-size trade-off plots
     # cells chosen from the finished cells' records (e.g. re-time the winner in parts); a
     # follow-up cell with an earlier cell's key replaces that cell's record
     follow_up: Callable[["Benchmark", cli.Options, list[Record]], list[Cell]] | None = None
+    # rows that are not cells (e.g. a whole command timed as a peer), made after the cells and
+    # follow-ups from the run's results so far; each is saved into the results file as a
+    # cell's record is (the one writer of the file), one with a saved key replacing it
+    extra_rows: Callable[["Benchmark", cli.Options, ResultsFile], Iterable[Record]] | None = None
     # every network is trained on CT phantoms first (train.table_recipe) and fed phantom
     # slices, so quality columns come from trained weights; random weights otherwise
     trained: bool = False
     # models (of a trained benchmark) also timed once with random weights, same input and
     # runtime: the check that speed does not depend on the weights (report.weights_check_table)
     weights_check: Sequence[str] = ()
+    view: View | None = None
 
     def __post_init__(self) -> None:
+        if self.view is None:
+            self.view = View(**{f: getattr(self, f) for f in VIEW_FIELDS})
+        else:
+            for f in VIEW_FIELDS:
+                setattr(self, f, getattr(self.view, f))
+        if not self.name:
+            raise ValueError("a benchmark needs a name (or a view that has one)")
         if not self.valid_models:
             names = [set(family(f).names()) for f in self.families]
             self.valid_models = sorted(set.intersection(*names))
@@ -126,22 +147,9 @@ class Benchmark:
 
     # --- the report --------------------------------------------------------------------------
     def render(self, results: ResultsFile) -> str:
-        """Markdown for a results file: every table, then where the numbers come from. Rows
-        timed only to check that speed does not depend on the weights get their own table."""
-        shown = replace(results, records=[r for r in results.records
-                                          if not report.is_weights_check(r)])
-        if self.tables:
-            parts = self.tables(self, shown)
-        else:
-            parts = [("", report.render_table(shown.records, self.columns, self.sort_key))]
-        check = report.weights_check_table(results.records)
-        if check:
-            parts.append(("Speed with random and with trained weights (same network, phantom "
-                          "input and runtime, one run)", check))
-        chunks = [(f"**{title}**\n\n" if title else "") + table for title, table in parts]
-        weights = report.weights_note(results.records) if self.trained else ""
-        return ("\n\n".join(chunks) + "\n\n" + (weights + " " if weights else "")
-                + report.provenance(results) + "\n")
+        """Markdown for a results file: its view's tables and provenance."""
+        assert self.view is not None
+        return self.view.render(results)
 
     # --- the command line --------------------------------------------------------------------
     def parse(self, argv: Sequence[str] | None) -> cli.Options:
@@ -362,10 +370,13 @@ def run(bench: Benchmark, opts: cli.Options, results: ResultsFile, path: Path,
                 shown.write(f"[{i}/{total}] {cell.model.label} | {cell.runtime}: "
                             f"{_outcome(record)}", file=sys.stderr)
                 shown.update(1)
-            with stop.deferred():  # a stop signal waits until this finished cell is saved
-                results.upsert(record)
-                update(path, results, [record])  # merged into the file under its lock
-            done[record.key] = record
+            keep(record)
+
+    def keep(record: Record) -> None:
+        with stop.deferred():  # a stop signal waits until this finished row is saved
+            results.upsert(record)
+            update(path, results, [record])  # merged into the file under its lock
+        done[record.key] = record
 
     try:
         run_cells(cells, 1, len(cells))
@@ -378,6 +389,9 @@ def run(bench: Benchmark, opts: cli.Options, results: ResultsFile, path: Path,
             run_cells(more, len(cells) + 1, len(cells) + len(more))
     finally:
         shown.close()
+    extra_rows = getattr(bench, "extra_rows", None)  # a stand-in benchmark may not have it
+    for record in extra_rows(bench, opts, results) if extra_rows else ():
+        keep(record)
     print(f"{len(cells) + len(more)} cells in {time.monotonic() - start:.0f} s -> {path}",
           file=sys.stderr)
     return list(done.values())

@@ -28,11 +28,12 @@ from typing import Any
 
 from tabulate import tabulate
 
+from segbench.catalogue import pipeline_name
 from segbench.data.phantom import WIDE_HEAD_ORGANS
 from segbench.fidelity import TRAINED_DICE_FLOOR
-from segbench.report import DASH, num, status_text
 from segbench.results import Record
 from segbench.runtimes import REFERENCE
+from segbench.tables import DASH, num, status_text
 
 ORIGINAL = "mobilenetv4_conv_small"
 BASELINE = {"network": ORIGINAL, "width": 128, "runtime": "ort-fp32", "path": "full",
@@ -120,8 +121,6 @@ def search(quick: bool, focus: Sequence[str] = FOCUS, runtimes: Sequence[str] = 
 
 
 def network_name(network: str, width: int) -> str:
-    from segbench.models.pipeline import pipeline_name
-
     return pipeline_name(network, width)
 
 

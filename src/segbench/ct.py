@@ -15,10 +15,9 @@ from typing import Any, Sequence
 from segbench import volume
 from segbench.models import ModelSpec
 from segbench.models.nets3d import TIMED_PART, TOTALSEG_PARTS, true_outputs
-from segbench.report import DASH, millions, num
 from segbench.results import Record
+from segbench.tables import DASH
 
-SLICE_512 = 512 * 512  # voxels of one 512x512 slice: the unit of "slice equivalents"
 DEFAULT_PRESET = volume.PRESETS["ct-512x512x280"]
 # nnU-Net v2's predictor (nnUNetPredictor in predict_from_raw_data.py) accumulates the
 # weighted logits and the summed weights over the padded grid in float16
@@ -189,13 +188,3 @@ def fmt_bytes(n: int | None) -> str:
     return DASH if n is None else f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
 
 
-def patch_row(r: Record) -> list[str]:
-    """Per-pass row of table 1: time, 512x512-slice equivalents per second, efficiency."""
-    voxels = math.prod(r.shape[2:]) * r.batch
-    equiv = r.throughput / r.batch * voxels / SLICE_512 if r.ok and r.throughput else None
-    kind = "3D" if r.family == "3d" else "2D"
-    return [r.extra.get("display", r.model), kind, millions(r.params),
-            "x".join(map(str, r.shape[2:])),
-            num(r.timing["latency_p50_ms"], 0) if r.ok else DASH,
-            num(equiv, 1), num(equiv / (r.params / 1e6), 2) if equiv and r.params else DASH,
-            "ok" if r.ok else f"{r.status}: {r.reason}"]

@@ -17,6 +17,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from segbench import quality
+
 AGREEMENT_THRESHOLD = 99.0  # % below which a row is marked in tables
 DICE_TOLERANCE = 0.01  # a runtime "keeps" a trained network's quality within this Dice of FP32
 # Below this Dice against the truth a network is too little trained for its Dice to judge a
@@ -46,22 +48,6 @@ def sqnr_db(ref: np.ndarray, out: np.ndarray) -> float:
     return 10.0 * np.log10(signal / noise)
 
 
-def dice_per_label(ref_labels: np.ndarray, out_labels: np.ndarray) -> dict[int, float]:
-    """Dice of every label present in the reference (labels absent there are not scored)."""
-    scores = {}
-    for label in np.unique(ref_labels):
-        a = ref_labels == label
-        b = out_labels == label
-        denom = int(a.sum()) + int(b.sum())
-        scores[int(label)] = 2.0 * int(np.logical_and(a, b).sum()) / denom if denom else 1.0
-    return scores
-
-
-def mean_dice(ref_labels: np.ndarray, out_labels: np.ndarray) -> float:
-    scores = dice_per_label(ref_labels, out_labels)
-    return float(np.mean(list(scores.values()))) if scores else 1.0
-
-
 def compare(ref: np.ndarray | Sequence[np.ndarray], out: np.ndarray | Sequence[np.ndarray]
             ) -> dict[str, Any]:
     """All fidelity numbers for one output against its reference.
@@ -80,7 +66,7 @@ def compare(ref: np.ndarray | Sequence[np.ndarray], out: np.ndarray | Sequence[n
         ref_labels = ref.argmax(axis=1)
         out_labels = np.asarray(out).argmax(axis=1)
         result["label_agreement"] = 100.0 * float(np.mean(ref_labels == out_labels))
-        result["mean_dice"] = mean_dice(ref_labels, out_labels)
+        result["mean_dice"] = quality.mean_dice_with_background(ref_labels, out_labels)
     return result
 
 

@@ -26,6 +26,58 @@ DEFAULT_TOLERANCE_MM = 2.0
 CROP_MARGIN = 2  # voxels of background kept around both masks
 
 
+# --------------------------------------------------------------------------------------------
+# Dice of label maps on phantoms and between runtimes (numpy, no MONAI): each function says in
+# its name what it averages and what it returns when there is nothing to average.
+
+
+def dice_per_label(reference: np.ndarray, prediction: np.ndarray) -> dict[int, float]:
+    """Dice of every label present in the reference, background (0) included; a label absent
+    from both scores 1.0 (it cannot happen for a label taken from the reference)."""
+    scores = {}
+    for label in np.unique(reference):
+        a = reference == label
+        b = prediction == label
+        denom = int(a.sum()) + int(b.sum())
+        scores[int(label)] = 2.0 * int(np.logical_and(a, b).sum()) / denom if denom else 1.0
+    return scores
+
+
+def organ_dice(reference: np.ndarray, prediction: np.ndarray) -> dict[int, float]:
+    """Dice of every organ (label > 0) present in the reference. The background is left out: it
+    is most of every image and would lift a mean towards 1 whatever happens to the organs."""
+    return {k: v for k, v in dice_per_label(reference, prediction).items() if k != 0}
+
+
+def mean_dice_with_background(reference: np.ndarray, prediction: np.ndarray) -> float:
+    """Mean of :func:`dice_per_label` (background counted as a label); 1.0 for an empty
+    reference. Compares two runtimes' label maps of one slice (fidelity's agreement score)."""
+    scores = dice_per_label(reference, prediction)
+    return float(np.mean(list(scores.values()))) if scores else 1.0
+
+
+def confusion(truth: np.ndarray, pred: np.ndarray, classes: int) -> np.ndarray:
+    """(classes, classes) voxel counts, truth along rows (one bincount over the volume);
+    predicted labels beyond ``classes - 1`` count as the last class."""
+    t = truth.astype(np.int64).ravel()
+    p = np.minimum(pred.astype(np.int64).ravel(), classes - 1)
+    return np.bincount(t * classes + p, minlength=classes * classes).reshape(classes, classes)
+
+
+def foreground_mean_dice(truth: np.ndarray, pred: np.ndarray) -> float:
+    """Mean Dice over the organs (labels > 0) present in the truth, each pooled over the whole
+    volume; organs absent from the truth are left out, and NaN when it has none (the whole-CT
+    pipelines' quality, against the phantom truth or the FP32 loop's labels)."""
+    classes = int(max(truth.max(), pred.max())) + 1
+    m = confusion(truth, pred, classes)
+    overlap = np.diag(m)
+    sizes = m.sum(1) + m.sum(0)
+    present = [k for k in range(1, classes) if m[k].sum() > 0]
+    if not present:
+        return math.nan
+    return float(np.mean([2 * overlap[k] / sizes[k] for k in present]))
+
+
 def _crop(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     both = a | b
     slices = []

@@ -9,7 +9,8 @@ from a skeleton the first time; text outside the markers is kept, as in the READ
 results/ may hold several machines' files for a benchmark; a section shows one machine's (the
 newest full run, or the slug named in ``results/readme-machine.txt``), says in words which CPU
 that is, and lists the other machines with the command that compares them. This module sits on
-top of the reporting layers (report, analysis, summary, plots) and nothing below imports it.
+top of the reporting layers (tables, analysis, summary, plots, views) and nothing below
+imports it.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from typing import Any
 
 from segbench.analysis import newest_date
 from segbench.machine import describe
-from segbench.report import DASH, wrap_markdown, wrap_prose
 from segbench.results import ResultsFile, full_results_files, load
+from segbench.tables import DASH, wrap_markdown, wrap_prose
 
 SUMMARY = "summary"  # the README section of recommendations written from all results
 ANSWER = "answer"  # the README's first table: seconds per whole CT of the pipelines that matter
@@ -158,19 +159,26 @@ def pages(root: Path, benchmarks: dict[str, Any], results_dir: Path
     return out
 
 
-def trained_networks(records: list[Any]) -> int:
-    """How many distinct networks a run trained before its cells (cached in cache/)."""
-    from segbench.models import ModelSpec
-    from segbench.weights import WEIGHT_OPTIONS, distinct
+# family -> the family trained to give it weights (models' ``trained_through``, e.g. an encoder
+# is trained inside its FPN); read here without importing the models (tests/test_views.py
+# checks it against them)
+TRAINED_THROUGH = {"encoder": "fpn"}
+WEIGHT_OPTIONS = ("train", "recipe")  # record options that choose trained weights (weights.py)
 
-    specs = []
+
+def trained_networks(records: list[Any]) -> int:
+    """How many distinct networks a run trained before its cells (cached in cache/): same
+    trained family, name, classes and recipe (weights.distinct, from the records alone)."""
+    import json
+
+    seen = set()
     for r in records:
-        if any((r.options or {}).get(k) for k in WEIGHT_OPTIONS):
-            specs.append(ModelSpec(r.family, r.name or r.model, r.classes, dict(r.options)))
-    try:
-        return len(distinct(specs))
-    except KeyError:  # a family this checkout does not know: count by name instead
-        return len({(s.family, s.name, s.classes) for s in specs})
+        options = r.options or {}
+        if any(options.get(k) for k in WEIGHT_OPTIONS):
+            recipe = {k: options[k] for k in WEIGHT_OPTIONS if k in options}
+            seen.add(json.dumps([TRAINED_THROUGH.get(r.family, r.family), r.name or r.model,
+                                 r.classes, recipe], sort_keys=True, default=str))
+    return len(seen)
 
 
 def minutes(seconds: float) -> str:
@@ -244,12 +252,17 @@ def regenerate(readme: str, benchmarks: dict[str, Any], results_dir: Path,
 
 
 def discover(benchmarks_dir: Path) -> dict[str, Any]:
-    from segbench.bench import load_script
+    """The view of every benchmark that has a script in ``benchmarks_dir`` (by name, in the
+    scripts' order), from the registry: no script is executed. KeyError for a script whose
+    benchmark has no view registered."""
+    from segbench.views.registry import VIEWS
 
     found = {}
     for script in sorted(Path(benchmarks_dir).glob("*/benchmark.py")):
-        bench = load_script(script)
-        found[bench.name] = bench
+        name = script.parent.name
+        if name not in VIEWS:
+            raise KeyError(f"{script} has no view in segbench/views/registry.py")
+        found[name] = VIEWS[name]
     return found
 
 

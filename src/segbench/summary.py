@@ -13,10 +13,10 @@ from typing import Sequence
 from segbench.analysis import dice_drops, dice_verdicts, is_weights_check, own_dice_drop
 from segbench.fidelity import AGREEMENT_THRESHOLD, DICE_TOLERANCE, TRAINED_DICE_FLOOR
 from segbench.machine import describe
-from segbench.report import DASH, num
-from segbench.report import wrap_prose as _wrap
 from segbench.results import Record, ResultsFile, full_results_files, load
 from segbench.runtimes import REFERENCE
+from segbench.tables import DASH, num
+from segbench.tables import wrap_prose as _wrap
 
 BENCHMARKS = ("champion", "whole_ct", "fpn_decoder", "unet_decoder", "quantization", "fidelity",
               "scaling")
@@ -131,7 +131,7 @@ def _answer_quality(r: Record) -> str:
 def answer_rows(records: Sequence[Record]) -> list[list[str]]:
     """Seconds per whole CT of the pipelines that matter, then the real TotalSegmentator
     commands timed in the same run (random weights planted: speed only)."""
-    from segbench.wholect_bench import keeps_output, seconds_per_ct
+    from segbench.views.whole_ct import keeps_output, seconds_per_ct
 
     def secs(x: float) -> str:
         return f"{x:.2f}" if x < 10 else f"{x:.0f}"
@@ -240,7 +240,7 @@ QUALITY_HEADERS = ["network", "FP32 Dice", f"runtimes within {DICE_TOLERANCE} of
 def scaling_rows(results: ResultsFile) -> list[list[str]]:
     """Per network: the configuration with the most slices per second and the one with the
     lowest per-slice latency, over every runtime and streams x threads split."""
-    from segbench.streams import best_keys, config_of
+    from segbench.views.scaling import best_keys, config_of
 
     fastest, quickest = best_keys(results.records)
     rows = []

@@ -30,7 +30,7 @@ from torch import nn
 
 from segbench import progress
 from segbench.data.phantom import PHANTOM_VERSION, WIDE_HEAD_ORGANS, PhantomDataset
-from segbench.fidelity import dice_per_label
+from segbench.quality import organ_dice
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "cache" / "weights"
 SEED_STREAM = 10**6  # training phantoms per seed: seed s trains on train indices s*SEED_STREAM...
@@ -179,15 +179,6 @@ def train(model: nn.Module, steps: int = 300, batch: int = 8, size: int = 128,
     return result
 
 
-def foreground_dice(ref_labels: np.ndarray, out_labels: np.ndarray) -> dict[int, float]:
-    """Dice of every organ (label > 0) present in the reference.
-
-    The background is left out: it is most of every image and would lift the mean towards 1
-    whatever happens to the organs.
-    """
-    return {k: v for k, v in dice_per_label(ref_labels, out_labels).items() if k != 0}
-
-
 def _labels_of(output: Any, classes: int) -> np.ndarray:
     """Labels ``(N, H, W)`` from a runtime's output: logits ``(N, classes, H, W)`` (argmax), or
     already a label map ``(N, H, W)`` of integers (a pipeline ending in its own argmax)."""
@@ -229,7 +220,7 @@ def evaluate(predict: Callable[[torch.Tensor], Any], n: int = 32, size: int = 12
             images = np.concatenate([images, np.repeat(images[-1:], batch - real, axis=0)])
         outs.append(_labels_of(predict(torch.from_numpy(images)), classes)[:real])
         refs.append(labels)
-    dice = foreground_dice(np.concatenate(refs), np.concatenate(outs))
+    dice = organ_dice(np.concatenate(refs), np.concatenate(outs))
     return {"mean_dice": float(np.mean(list(dice.values()))) if dice else math.nan,
             "dice": dice, "n": n, "size": size, "split": "eval", "first_index": seed,
             "organs": data_organs(classes, organs), "phantom_version": PHANTOM_VERSION}

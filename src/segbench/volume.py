@@ -12,7 +12,6 @@ Axis order is (z, y, x) everywhere: slices first, as the arrays of nnU-Net and o
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -20,46 +19,14 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from segbench.models.nets3d import PLAIN_UNETS, STUNET_PATCH, STUNET_SPACING_MM, TOTALSEG_PARTS
+from segbench import catalogue
+from segbench.catalogue import PLAIN_UNETS
+from segbench.tiling import _check_step, mirror_axes, tile_count, tile_grid, tile_starts  # noqa: F401
 
 SIGMA_SCALE = 1 / 8  # nnU-Net: Gaussian sigma = patch / 8 per axis
 
 # --------------------------------------------------------------------------------------------
 # Tiling
-
-
-def _check_step(step: float) -> None:
-    if not 0 < step <= 1:
-        raise ValueError(f"tile step must be a fraction of the patch in (0, 1], got {step}")
-
-
-def tile_starts(image: int, patch: int, step: float) -> list[int]:
-    """Start offsets of the tiles along one axis, nnU-Net's ``compute_steps_for_sliding_window``.
-
-    The tile count is the smallest that keeps consecutive tiles at most ``patch * step`` apart;
-    the tiles are then spread evenly so that the first starts at 0 and the last ends at the
-    image's edge. An image smaller than the patch is padded first, so it gets one tile.
-    """
-    _check_step(step)
-    image = max(image, patch)
-    span = image - patch
-    count = math.ceil(span / (patch * step)) + 1
-    if count == 1:
-        return [0]
-    spacing = span / (count - 1)
-    # round() rounds halves to even, like np.round in nnU-Net
-    return [int(round(spacing * i)) for i in range(count)]
-
-
-def tile_grid(image_shape: Sequence[int], patch: Sequence[int], step: float) -> list[list[int]]:
-    """Tile starts per axis; the tiles are their Cartesian product."""
-    if len(image_shape) != len(patch):
-        raise ValueError(f"image {tuple(image_shape)} and patch {tuple(patch)} differ in rank")
-    return [tile_starts(i, p, step) for i, p in zip(image_shape, patch)]
-
-
-def tile_count(image_shape: Sequence[int], patch: Sequence[int], step: float) -> int:
-    return math.prod(len(starts) for starts in tile_grid(image_shape, patch, step))
 
 
 def padding_to_patch(image_shape: Sequence[int], patch: Sequence[int]) -> list[tuple[int, int]]:
@@ -104,18 +71,6 @@ def gaussian_importance_map(patch: Sequence[int], sigma_scale: float = SIGMA_SCA
 
 # --------------------------------------------------------------------------------------------
 # Sliding-window inference
-
-
-def mirror_axes(dims: int, mirror: bool) -> list[tuple[int, ...]]:
-    """Spatial axes (of a (1, C, *spatial) tensor) flipped in each test-time-augmented pass.
-
-    With mirroring every subset of the spatial axes is flipped once, the empty one included:
-    2^dims passes per tile (8 in 3D, 4 in 2D). Without, one pass.
-    """
-    axes = range(2, 2 + dims)
-    if not mirror:
-        return [()]
-    return [combo for r in range(dims + 1) for combo in itertools.combinations(axes, r)]
 
 
 def _as_tensor(out: Any) -> torch.Tensor:
@@ -290,28 +245,18 @@ class Method:
         return len(mirror_axes(self.dims, self.mirror))
 
 
-# The networks' plans (patch, spacing) live with the networks in nets3d; the inference
-# settings (tile step, mirroring) are the tools' and live here.
+# The 3D methods, their networks' plans (patch, spacing) and the tools' inference settings
+# (tile step, mirroring) live in the catalogue; these are the same facts in this module's terms.
 TOTALSEG_PATCH = PLAIN_UNETS["totalseg-1.5mm"].patch
 TOTALSEG_SPACING_MM = PLAIN_UNETS["totalseg-1.5mm"].spacing_mm
 FAST_PATCH = PLAIN_UNETS["totalseg-3mm"].patch  # TotalSegmentator --fast (Dataset297) plans
 FAST_SPACING_MM = PLAIN_UNETS["totalseg-3mm"].spacing_mm
-TOTALSEG_STEP = 0.8  # TotalSegmentator's tile step for every total* task (v2.16.0 on)
-NNUNET_STEP = 0.5  # nnU-Net's predictor default, also STU-Net's
+TOTALSEG_STEP = catalogue.TOTALSEG_STEP
+NNUNET_STEP = catalogue.NNUNET_STEP
 
-METHODS_3D: tuple[Method, ...] = (
-    # five 1.5 mm "part" networks (organs, vertebrae, cardiac, muscles, ribs); TotalSegmentator
-    # runs nnU-Net's predictor with step 0.8 and mirroring off to stay fast
-    Method("TotalSegmentator", "totalseg-1.5mm", len(TOTALSEG_PARTS), TOTALSEG_SPACING_MM,
-           TOTALSEG_PATCH, TOTALSEG_STEP, False),
-    Method("TotalSegmentator --fast", "totalseg-3mm", 1, FAST_SPACING_MM, FAST_PATCH,
-           TOTALSEG_STEP, False),
-    # what nnU-Net's predictor does by default: half-patch steps and 8-fold mirroring
-    Method("nnU-Net defaults", "totalseg-1.5mm", 1, TOTALSEG_SPACING_MM, TOTALSEG_PATCH,
-           NNUNET_STEP, True),
-    Method("STU-Net-S", "stunet-s", 1, STUNET_SPACING_MM, STUNET_PATCH, NNUNET_STEP, False),
-    Method("STU-Net-B", "stunet-b", 1, STUNET_SPACING_MM, STUNET_PATCH, NNUNET_STEP, False),
-)
+METHODS_3D: tuple[Method, ...] = tuple(
+    Method(m.name, m.network, m.parts, m.spacing_mm, m.patch, m.step, m.mirror)  # type: ignore[arg-type]
+    for m in catalogue.METHODS_3D)
 
 
 def slice_wise(model_2d: str) -> Method:

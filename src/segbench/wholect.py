@@ -31,7 +31,7 @@ import hashlib
 import math
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -39,10 +39,12 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from segbench import machine, volume
+from segbench import machine, quality, volume
+from segbench.catalogue import Pipeline
 from segbench.data.phantom import WIDE_HEAD_ORGANS
 from segbench.models import DEFAULT_CLASSES
 from segbench.runtimes import REFERENCE
+from segbench.tiling import target_shape  # noqa: F401  (read here by segbench.realct)
 
 CACHE_DIR = Path(__file__).resolve().parents[2] / "cache" / "whole_ct"
 
@@ -336,15 +338,6 @@ class CTNormalisation:
 CT_NORMALISATION = CTNormalisation()
 
 
-def target_shape(shape: Sequence[int], spacing: Sequence[float], target_mm: float
-                 ) -> tuple[int, int, int]:
-    """The grid at isotropic ``target_mm``: round(voxels * spacing / target), field of view kept."""
-    if target_mm <= 0:
-        raise ValueError(f"target spacing must be positive, got {target_mm}")
-    return tuple(max(1, int(round(n * s / target_mm)))  # type: ignore[return-value]
-                 for n, s in zip(shape, spacing))
-
-
 def resample_image(hu: np.ndarray, shape: Sequence[int], order: int = 3) -> np.ndarray:
     """Cubic-spline resampling of the image to ``shape`` (TotalSegmentator resamples the CT with
     order 3 before nnU-Net sees it). Voxel centres are aligned as areas (grid mode)."""
@@ -406,61 +399,6 @@ def argmax_labels(logits: torch.Tensor) -> np.ndarray:
 
 # --------------------------------------------------------------------------------------------
 # Pipelines
-
-
-@dataclass(frozen=True)
-class Pipeline:
-    """One way to segment a whole CT: a network and everything around it.
-
-    ``kind`` "2d": slice-wise, ``batch`` slices per call, ``path`` the label path (only
-    "full" runs here: the network's own upsample, then argmax). ``kind`` "3d": sliding window
-    at ``spacing_mm`` with ``patch`` / ``step`` / ``mirror``, ``accumulate`` dtype, and ``back``
-    ("nearest" or "probabilities").
-    """
-
-    kind: str
-    network: str  # a model label: "totalseg-3mm", "mobilenetv4_conv_small+fpn", ...
-    classes: int
-    batch: int = 1
-    path: str = "full"
-    spacing_mm: float | None = None
-    patch: tuple[int, ...] | None = None
-    step: float = 0.5
-    mirror: bool = False
-    accumulate: str = "float16"
-    back: str = "nearest"
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["patch"] = list(self.patch) if self.patch else None
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Pipeline":
-        data = dict(data)
-        if data.get("patch"):
-            data["patch"] = tuple(data["patch"])
-        return cls(**data)
-
-    @property
-    def input_channels(self) -> int:
-        return 3 if self.kind == "2d" else 1
-
-    def grid(self, ct_shape: Sequence[int], spacing: Sequence[float]) -> tuple[int, ...]:
-        """The grid the network sees: the CT's own for 2D, resampled for 3D."""
-        if self.kind == "2d":
-            return tuple(ct_shape)
-        assert self.spacing_mm is not None
-        return target_shape(ct_shape, spacing, self.spacing_mm)
-
-    def passes(self, ct_shape: Sequence[int], spacing: Sequence[float]) -> int:
-        """Network calls one CT costs: batches of slices, or tiles x mirrored copies."""
-        if self.kind == "2d":
-            return math.ceil(ct_shape[0] / self.batch)
-        assert self.patch is not None
-        grid = self.grid(ct_shape, spacing)
-        tiles = volume.tile_count(grid, self.patch, self.step)
-        return tiles * len(volume.mirror_axes(3, self.mirror))
 
 
 Call = Callable[[torch.Tensor], Any]
@@ -611,23 +549,8 @@ def calibration_passes(ct: CT, pipe: Pipeline, count: int, phantom: bool) -> lis
 # Quality
 
 
-def confusion(truth: np.ndarray, pred: np.ndarray, classes: int) -> np.ndarray:
-    """(classes, classes) voxel counts, truth along rows (one bincount over the volume)."""
-    t = truth.astype(np.int64).ravel()
-    p = np.minimum(pred.astype(np.int64).ravel(), classes - 1)
-    return np.bincount(t * classes + p, minlength=classes * classes).reshape(classes, classes)
-
-
-def mean_dice(truth: np.ndarray, pred: np.ndarray) -> float:
-    """Mean Dice over the organs (labels > 0) present in the truth, pooled over the volume."""
-    classes = int(max(truth.max(), pred.max())) + 1
-    m = confusion(truth, pred, classes)
-    overlap = np.diag(m)
-    sizes = m.sum(1) + m.sum(0)
-    present = [k for k in range(1, classes) if m[k].sum() > 0]
-    if not present:
-        return math.nan
-    return float(np.mean([2 * overlap[k] / sizes[k] for k in present]))
+# read by segbench.realct (not moved yet): the named metric of segbench.quality
+mean_dice = quality.foreground_mean_dice
 
 
 def agreement(a: np.ndarray, b: np.ndarray) -> float:
@@ -773,7 +696,7 @@ class LoopScenario:
         if labels.shape != ct.shape:
             raise ValueError(f"pipeline returned labels of shape {labels.shape}, CT is {ct.shape}")
         if ct.truth is not None and sc.get("quality") == "dice":
-            out["dice"] = mean_dice(ct.truth, labels)
+            out["dice"] = quality.foreground_mean_dice(ct.truth, labels)
         ref_key = sc.get("reference")
         if ref_key:
             if cell.runtime == REFERENCE:
@@ -784,5 +707,5 @@ class LoopScenario:
                 if ref is not None and ref.shape == labels.shape:
                     out["agreement_vs_eager"] = agreement(ref, labels)
                     if ct.truth is not None and sc.get("quality") == "dice":
-                        out["dice_vs_eager"] = mean_dice(ref, labels)
+                        out["dice_vs_eager"] = quality.foreground_mean_dice(ref, labels)
         return out

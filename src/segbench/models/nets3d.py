@@ -21,9 +21,20 @@ from dynamic_network_architectures.architectures.unet import PlainConvUNet
 from torch import nn
 from torch.nn import functional as F
 
+from segbench.catalogue import (  # noqa: F401  (read here by the tools and the tests)
+    DEFAULT_PATCH,
+    PLAIN_UNETS,
+    STUNET_PATCH,
+    STUNET_SPACING_MM,
+    TIMED_PART,
+    TOTALSEG_CLASSES,
+    TOTALSEG_FAST_OUTPUTS,
+    TOTALSEG_PARTS,
+    PlainUNetConfig,
+)
+
 LEAKY_SLOPE = 1e-2  # nnU-Net's LeakyReLU slope, also the gain its He initialisation assumes
 NORM_EPS = 1e-5
-DEFAULT_PATCH = (128, 128, 128)
 
 
 def he_init(module: nn.Module) -> None:
@@ -44,51 +55,8 @@ def he_init(module: nn.Module) -> None:
 # TotalSegmentator: nnU-Net PlainConvUNet
 
 
-@dataclass(frozen=True)
-class PlainUNetConfig:
-    """The ``arch_kwargs`` of an nnU-Net plans file that decide the graph and the param count."""
-
-    features: tuple[int, ...]
-    strides: tuple[int, ...]  # isotropic stride entering each stage; 1 for the first
-    patch: tuple[int, int, int]  # (z, y, x) patch of the plans
-    spacing_mm: float
-    display: str
-
-    @property
-    def stages(self) -> int:
-        return len(self.features)
-
-
-# TotalSegmentator's `total` task (v2 class map, totalsegmentator/map_to_binary.py): 117
-# foreground classes. --fast (Dataset297, 3 mm) and --fastest (Dataset298, 6 mm) are single
-# networks with one output per class plus background; the default 1.5 mm run uses five part
-# networks (Datasets 291-295), each with its own subset of the classes plus background.
-TOTALSEG_CLASSES = 117
-TOTALSEG_FAST_OUTPUTS = TOTALSEG_CLASSES + 1
-TOTALSEG_PARTS: dict[str, tuple[int, int]] = {  # part -> (dataset id, outputs incl. background)
-    "organs": (291, 25),
-    "vertebrae": (292, 27),
-    "cardiac": (293, 19),
-    "muscles": (294, 24),
-    "ribs": (295, 27),
-}
-TIMED_PART = "organs"  # the part a whole-CT estimate times (the first the tool runs)
-
-PLAIN_UNETS: dict[str, PlainUNetConfig] = {
-    # The architecture of TotalSegmentator v2's five 1.5 mm part networks: nnU-Net plans a
-    # 128^3 patch at 1.5 mm, which pools 5 times down to a 4^3 bottleneck. With 117 outputs it
-    # is no network the tool ships: the originals' single 1.5 mm network is hypothetical.
-    "totalseg-1.5mm": PlainUNetConfig(
-        features=(32, 64, 128, 256, 320, 320), strides=(1, 2, 2, 2, 2, 2),
-        patch=(128, 128, 128), spacing_mm=1.5, display="1.5 mm nnU-Net"),
-    # The --fast network (Dataset297, 3 mm, 118 outputs). Its plans' patch is 112x112x128;
-    # nnU-Net's get_pool_and_conv_props pools every axis 4 times (to 7x7x8) and then stops,
-    # because a fifth pool would be along one axis only and that axis (8) is below 3 * 4 voxels.
-    # Hence 5 stages and a network of 16.6 M parameters, about half the 1.5 mm one.
-    "totalseg-3mm": PlainUNetConfig(
-        features=(32, 64, 128, 256, 320), strides=(1, 2, 2, 2, 2),
-        patch=(112, 112, 128), spacing_mm=3.0, display="3 mm nnU-Net"),
-}
+# The plans (features, strides, patch, spacing) of TotalSegmentator's networks and STU-Net's
+# live in the catalogue of whole-CT methods, with the tools' inference settings.
 
 
 def true_outputs(name: str) -> tuple[int, ...]:
@@ -226,8 +194,6 @@ STUNETS: dict[str, STUNetConfig] = {
     "stunet-l": STUNetConfig(base=64, blocks=2, display="STU-Net-L", paper_params="440.30M"),
     "stunet-h": STUNetConfig(base=96, blocks=3, display="STU-Net-H", paper_params="1457.33M"),
 }
-STUNET_PATCH = DEFAULT_PATCH
-STUNET_SPACING_MM = 1.5  # trained on TotalSegmentator at 1.5 mm isotropic, 128^3 patches
 
 
 class STUNet(nn.Module):

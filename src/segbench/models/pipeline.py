@@ -20,12 +20,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from segbench.catalogue import DEFAULT_WIDTH, WIDTHS, pipeline_name  # noqa: F401
 from segbench.labels import DEFAULT_BLOCK_ROWS, REFERENCE_PATH, LabelNet, check_path
 from segbench.models.encoders import ENCODERS, prepare_for_inference
 from segbench.models.seg2d import FAMILIES as SEG2D_FAMILIES
 
-WIDTHS = (128, 96, 64)  # Semantic FPN pyramid channels: the original, and two narrower
-DEFAULT_WIDTH = 128
 _NAME = re.compile(r"^(?P<encoder>[a-z0-9_]+?)(?:-w(?P<width>\d+))?$")
 
 
@@ -35,10 +34,6 @@ def split_name(name: str) -> tuple[str, int]:
     if not match or match["encoder"] not in ENCODERS:
         raise ValueError(f"unknown pipeline network {name!r}")
     return match["encoder"], int(match["width"] or DEFAULT_WIDTH)
-
-
-def pipeline_name(encoder: str, width: int = DEFAULT_WIDTH) -> str:
-    return encoder if width == DEFAULT_WIDTH else f"{encoder}-w{width}"
 
 
 class Prefix(nn.Module):

@@ -6,9 +6,10 @@ it runs after the cells, on the same CT file, and its records join the same resu
 
 - ``add_arguments`` gives the benchmark ``--peers`` (refused in one line, exit 2, before any
   work when the peers group is not installed) and ``--peer-repeats``;
-- ``main`` runs the benchmark's own cells as usual, then the peer rows;
-- ``with_peer_tables`` adds the peer table (and the faithfulness ratios) to the benchmark's own
-  tables.
+- ``rows`` is the benchmark's ``extra_rows``: after the cells, the harness saves each peer
+  record into the run's results file as it saves a cell's (one writer per file);
+- the peer tables (and the faithfulness ratios) are the whole_ct view's
+  (:mod:`segbench.views.whole_ct`).
 
 Nothing here reads a clock: whole commands are timed by ``measure.time_whole_runs``.
 """
@@ -19,7 +20,7 @@ import argparse
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Iterator, Sequence
 
 from segbench.peers import totalseg
 from segbench.results import Record
@@ -49,36 +50,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="runs of each peer command (default 2; 1 with --quick)")
 
 
-def main(bench: Any, harness_main: Callable[..., int], argv: Sequence[str] | None = None
-         ) -> int:
-    """The benchmark's own run (``harness_main``, i.e. segbench.bench.main), then (with
-    --peers) the peer rows into the same results file."""
-    code = harness_main(bench, argv)
-    if code != 0:
-        return code
-    opts = bench.parse(argv)
-    if not opts.extra.get("peers") or opts.list or getattr(opts, "dry_run", False):
-        return code
-    from segbench import machine, stop
-    from segbench.results import results_path
-
-    try:
-        with stop.on_signals():  # as the harness's own cells: the CLI's group ends with us
-            return run_peer_rows(bench, opts)
-    except KeyboardInterrupt as exc:
-        return stop.stopped(exc, results_path(opts.out, bench.name, machine.slug(),
-                                              opts.quick))
-
-
-def run_peer_rows(bench: Any, opts: Any) -> int:
-    """Run the peer commands on the run's CT and upsert their records (saved after each)."""
-    from segbench import machine, stop
-    from segbench.results import load_or_new, results_path, update
-
+def rows(bench: Any, opts: Any, results: Any) -> Iterator[Record]:
+    """The peer records of a run with ``--peers`` (``Benchmark.extra_rows``: the harness saves
+    each into the run's results file as it saves a cell's), on the run's CT; then the --fast
+    --ml row again with its faithfulness to the own --fast pipeline of the same file."""
+    if not opts.extra.get("peers"):
+        return
     repeats = opts.extra.get("peer_repeats") or (1 if opts.quick else 2)
     cells = QUICK_PEER_CELLS if opts.quick else PEER_CELLS
-    path = results_path(opts.out, bench.name, machine.slug(), opts.quick)
-    results = load_or_new(path, bench.name, machine.capture())
     with tempfile.TemporaryDirectory(prefix="segbench-totalseg-") as tmp:
         work = Path(tmp)
         ct_path, shape = ct_file(opts, work)
@@ -91,18 +70,12 @@ def run_peer_rows(bench: Any, opts: Any) -> int:
             what = (f"{record.timing['median_s']:.1f} s per CT" if record.ok and record.timing
                     else record.reason)
             print(f" {record.status}: {what}", file=sys.stderr, flush=True)
-            with stop.deferred():  # a stop waits until this finished row is saved
-                results.upsert(record)
-                update(path, results, [record])  # merged under the file's lock
+            yield record
     own = own_fast_record(results.records)
     peer = next((r for r in results.records if r.key == peer_key("fast", True)), None)
     if own is not None and peer is not None:
-        ratios = faithfulness_of(own, peer)
-        peer.extra["faithfulness"] = ratios
-        results.upsert(peer)
-        update(path, results, [peer])
-    print("\n\n".join(f"**{t}**\n\n{md}" for t, md in peer_tables(results.records)))
-    return 0
+        peer.extra["faithfulness"] = faithfulness_of(own, peer)
+        yield peer
 
 
 def stamp(record: Record) -> None:
@@ -160,82 +133,3 @@ def faithfulness_of(own: Record, peer: Record) -> dict[str, Any]:
     out = totalseg.faithfulness(network, whole, peer)
     out["own"] = own.key
     return out
-
-
-PEER_HEADERS = ["peer (random weights, speed only)", "s per CT (runs)", "spread",
-                "resample / predict / back / save / outside s", "sliding window s (tiles)",
-                "peak memory GB (PSS / RSS)", "max threads (procs)", "status"]
-
-
-def peer_rows(records: Sequence[Record]) -> list[list[str]]:
-    rows = []
-    for r in records:
-        if r.family != "peer":
-            continue
-        label = r.extra.get("display", r.model)
-        if not r.ok or not r.timing:
-            rows.append([label, "", "", "", "", "", "", f"{r.status}: {r.reason}"])
-            continue
-        t, parts = r.timing, r.parts
-        stages = " / ".join(f"{parts[n]['seconds']:.1f}" if n in parts else "?"
-                            for n in ("resample", "predict", "resample_back", "save",
-                                      "outside_stages"))
-        window = parts.get("sliding_window", {})
-        info = r.runtime_info
-        runs = ", ".join(f"{s:.0f}" for s in t["runs_s"])
-        rows.append([
-            label + (" (quick)" if r.quick else ""), f"{t['median_s']:.1f} ({runs})",
-            f"{t['spread']:.0%}" + (" noisy" if t.get("noisy") else ""),
-            stages,
-            f"{window['seconds']:.0f} ({window.get('tiles', '?')})" if window else "?",
-            f"{r.memory.get('peak_pss_tree_mb', 0) / 1024:.1f} / "
-            f"{r.memory.get('peak_rss_tree_mb', 0) / 1024:.1f}",
-            f"{info.get('max_threads', '?')} ({info.get('max_processes', '?')})",
-            "ok"])
-    return rows
-
-
-FAITH_HEADERS = ["own --fast eager vs the tool --fast --ml", "own s", "tool s", "own / tool"]
-
-
-def faithfulness_rows(records: Sequence[Record]) -> list[list[str]]:
-    peer = next((r for r in records if r.key == peer_key("fast", True)), None)
-    ratios = (peer.extra.get("faithfulness") if peer else None) or {}
-    if ratios.get("status") != "ok":
-        return []
-
-    def fmt(v: float | None, spec: str = ".1f") -> str:
-        return "?" if v is None else format(v, spec)
-
-    return [
-        ["network passes + accumulation vs its sliding window", fmt(ratios["own_network_s"]),
-         fmt(ratios["tool_sliding_window_s"]), fmt(ratios["network_ratio"], ".2f")],
-        ["whole pipeline vs whole command", fmt(ratios["own_pipeline_s"]),
-         fmt(ratios["tool_whole_s"]), fmt(ratios["pipeline_ratio"], ".2f")],
-    ]
-
-
-def peer_tables(records: Sequence[Record]) -> list[tuple[str, str]]:
-    from tabulate import tabulate
-
-    rows = peer_rows(records)
-    if not rows:
-        return []
-    out = [("The real TotalSegmentator, as shipped, on the same CT (weights planted at random: "
-            "speed only)", tabulate(rows, headers=PEER_HEADERS, tablefmt="github",
-                                    disable_numparse=True))]
-    faith = faithfulness_rows(records)
-    if faith:
-        out.append(("Faithfulness of the project's own --fast pipeline to the tool (measured "
-                    "in the same run)", tabulate(faith, headers=FAITH_HEADERS,
-                                                 tablefmt="github", disable_numparse=True)))
-    return out
-
-
-def with_peer_tables(tables: Callable[[Any, Any], list[tuple[str, str]]]
-                     ) -> Callable[[Any, Any], list[tuple[str, str]]]:
-    """The benchmark's own tables followed by the peer tables (none when no peer ran)."""
-    def combined(bench: Any, results: Any) -> list[tuple[str, str]]:
-        return tables(bench, results) + peer_tables(results.records)
-
-    return combined

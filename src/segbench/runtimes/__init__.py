@@ -12,11 +12,13 @@ from __future__ import annotations
 import importlib
 import inspect
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import numpy as np
-import torch
-from torch import nn
+
+if TYPE_CHECKING:  # the registry is read by reports, which never import torch
+    import torch
+    from torch import nn
 
 # runtime name -> module holding it; imported lazily so a torch-only run never loads OpenVINO
 RUNTIME_MODULES = {
@@ -94,6 +96,8 @@ def to_numpy(out: Any) -> np.ndarray | list[np.ndarray]:
         if len(out) == 1:
             return to_numpy(out[0])
         return [to_numpy(o) for o in out]
+    import torch
+
     if isinstance(out, torch.Tensor):
         return out.detach().float().contiguous().numpy()
     return np.asarray(out, dtype=np.float32)
