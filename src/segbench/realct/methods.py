@@ -63,6 +63,16 @@ METHODS = (
 METHOD_KEYS = tuple(m.key for m in METHODS)
 DEFAULT_RUNTIMES = {"2d": ("eager", "openvino-bf16", "compile-int8"),
                     "3d": ("eager", "openvino-bf16", "openvino-int8")}
+DEFAULT_CORE_MINUTES = 20.0  # the equal training budget of every network (CPU time)
+CALIBRATION = 16  # INT8 calibration inputs, from training cases only
+
+
+def runtimes_for(kind: str, given: list[str] | None, quick: bool) -> list[str]:
+    """The runtimes a method is scored under: ``given``, else its kind's defaults (a quick
+    run: eager only)."""
+    if quick and not given:
+        return ["eager"]
+    return list(given or DEFAULT_RUNTIMES[kind])
 
 
 def method(key: str) -> Method:

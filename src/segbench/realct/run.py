@@ -29,10 +29,8 @@ from segbench.realct.dataset import DatasetError, check, load_case, open_dataset
 from segbench.results import ResultsError, load_or_new, results_path, update
 
 PROG = "benchmarks/real_ct/benchmark.py"
-DEFAULT_CORE_MINUTES = 20.0
 QUICK_CORE_MINUTES = 0.02
 QUICK_GRIDS = ("2d-lowres", "3d-3mm")
-CALIBRATION = 16
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cases", type=int, help="score only the first N test cases (default all)")
     p.add_argument("--scans", type=int, help="only the first N annotated scans (default all)")
     p.add_argument("--core-minutes", type=float,
-                   help=f"CPU budget per network (default {DEFAULT_CORE_MINUTES:g})")
+                   help=f"CPU budget per network (default {methods_mod.DEFAULT_CORE_MINUTES:g})")
     p.add_argument("--all-organs", action="store_true",
                    help="observer ceilings also for brain and lungs (slow, uninformative)")
     p.add_argument("--tolerance", type=float, default=2.0, help="NSD tolerance in mm")
@@ -63,12 +61,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=cli.default_results_dir())
     p.add_argument("--dry-run", action="store_true", help="say what would run, run nothing")
     return p
-
-
-def _runtimes_for(kind: str, given: list[str] | None, quick: bool) -> list[str]:
-    if quick and not given:
-        return ["eager"]
-    return list(given or methods_mod.DEFAULT_RUNTIMES[kind])
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -201,7 +193,7 @@ class Plan:
     def core_minutes(self) -> float:
         if self.args.core_minutes:
             return self.args.core_minutes
-        return QUICK_CORE_MINUTES if self.args.quick else DEFAULT_CORE_MINUTES
+        return QUICK_CORE_MINUTES if self.args.quick else methods_mod.DEFAULT_CORE_MINUTES
 
     def text(self) -> str:
         a, lines = self.args, []
@@ -215,7 +207,7 @@ class Plan:
             if a.part in ("all", "trained"):
                 for key in a.methods:
                     m = methods_mod.method(key)
-                    rts = _runtimes_for(m.kind, a.runtimes, a.quick)
+                    rts = methods_mod.runtimes_for(m.kind, a.runtimes, a.quick)
                     lines.append(f"  {m.display}: trained {self.core_minutes:g} core-minutes, "
                                  f"paths {', '.join(m.paths)}, runtimes {', '.join(rts)}")
                 lines.append(f"  about {len(a.methods) * self.core_minutes / 2:.0f} min of "

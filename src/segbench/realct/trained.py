@@ -30,7 +30,6 @@ def run_trained(plan: Any, save: Callable[[list[Record]], None]) -> None:
     import torch
 
     from segbench import machine, runtimes
-    from segbench.realct.run import CALIBRATION, DEFAULT_CORE_MINUTES, _runtimes_for
 
     a, ds = plan.args, plan.dataset
     threads = a.threads or machine.physical_cores()
@@ -69,14 +68,14 @@ def run_trained(plan: Any, save: Callable[[list[Record]], None]) -> None:
               f"{' (cached weights)' if trained.cached else ''}", file=sys.stderr)
         # the equal-budget comparison keeps the plain key; another budget is a row of its own
         # beside it (a longer run shows how far a network gets, it does not replace the row)
-        other_budget = not a.quick and recipe.core_minutes != DEFAULT_CORE_MINUTES
+        other_budget = not a.quick and recipe.core_minutes != methods_mod.DEFAULT_CORE_MINUTES
         budget_key = f"|{recipe.core_minutes:g}cm" if other_budget else ""
         display = (f"{m.display}, {recipe.core_minutes:g} core-min" if other_budget
                    else m.display)
         calib = None
         for path_name in m.paths:
             eager_labels = None
-            for rt_name in _ordered(_runtimes_for(m.kind, a.runtimes, a.quick)):
+            for rt_name in _ordered(methods_mod.runtimes_for(m.kind, a.runtimes, a.quick)):
                 model = methods_mod.for_inference(m, net, path_name)
                 rt = runtimes.get(rt_name)
                 base = {"kind": "trained", "method": m.key, "path": path_name,
@@ -94,8 +93,8 @@ def run_trained(plan: Any, save: Callable[[list[Record]], None]) -> None:
                     options: dict[str, Any] = {}
                     if rt.precision == "int8":
                         if calib is None:
-                            calib = methods_mod.calibration(
-                                m, train_volumes, classes, 2 if a.quick else CALIBRATION)
+                            count = 2 if a.quick else methods_mod.CALIBRATION
+                            calib = methods_mod.calibration(m, train_volumes, classes, count)
                         options = runtimes.accepted(rt_name, {"calibration_inputs": calib})
                     prepared = rt.prepare(model, example, threads, **options)
                     try:  # each runtime sets its own grad mode (compiled ones need no_grad)
