@@ -225,6 +225,9 @@ def test_real_ct_verdict_in_the_headline_names_the_fastest_exact_path():
     assert "OpenKBP, 20 case(s) of split 'test'" in text and "20 core-minutes" in text
     assert "loses 0.100 Dice on real labels" in text
     assert "fastest path that keeps the labels is corners under compile-int8, 35.0" in text
+    elsewhere = champion.headline(records, {**losing, "same_machine": False,
+                                            "machine": "CPU X"})
+    assert "real_ct run on CPU X" in elsewhere and "real_ct run on" not in text
     keeping = path_verdict([real("lowres", 0.695), real("full", 0.70)])
     text = champion.headline(records, keeping)
     assert "loses" not in text and "Dice 0.695" in text

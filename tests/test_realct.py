@@ -327,5 +327,5 @@ def test_the_readme_summary_counts_organs_below_the_annotators_and_the_worst_run
                rec("trained", "bf16", key="t|bf16", mean_dice=0.49, **trained),
                rec("trained", "bf16", key="t|bf16|80cm", mean_dice=0.1, **trained)]
     (_, ceilings), (caption, methods) = summary_tables(records)
-    assert "| 1 of 2 " in ceilings and "0.675 / 0.800" in ceilings
+    assert "0.675 / 0.800, 1/2 below" in ceilings and "grid G" in ceilings
     assert "-0.050 (`int8`)" in methods and "5 core-minutes" in caption

@@ -340,7 +340,8 @@ def real_ct_text(records: Sequence[Record], info: dict[str, Any],
     if real is None:
         return ""
     low, full = real["lowres"], real["full"]
-    text = (f" On real CT ({real['dataset']}; {real['budget']} of training each), the same "
+    where = "" if real.get("same_machine", True) else f", real_ct run on {real['machine']}"
+    text = (f" On real CT ({real['dataset']}; {real['budget']} of training each{where}), the same "
             f"network scores Dice {low['dice']:.3f} (NSD {low['nsd']:.3f}) with path lowres and "
             f"{full['dice']:.3f} (NSD {full['nsd']:.3f}) with path full.")
     if info["path"] not in COARSE_PATHS or real["cost"] <= DICE_TOLERANCE:
@@ -386,13 +387,13 @@ def headline(records: Sequence[Record], real: dict[str, Any] | None = None) -> s
 
 
 def real_verdict(results: Any) -> dict[str, Any] | None:
-    """The real-CT verdict on the champion's paths from the same machine's real_ct file."""
-    other = results.sibling("real_ct") if results is not None else None
-    if other is None:
+    """The real-CT verdict on the champion's paths from the real_ct results beside this file:
+    the same machine's, else another's (the verdict names it)."""
+    if results is None or results.path is None:
         return None
-    from segbench.realct.view import path_verdict
+    from segbench.realct.view import find_path_verdict
 
-    return path_verdict(other.records)
+    return find_path_verdict(results.path.parent.parent, results.path.stem)
 
 
 def tables(bench: Any, results: Any) -> list[tuple[str, str]]:

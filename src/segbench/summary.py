@@ -200,18 +200,33 @@ def answer(results_dir: Path, slug: str | None = None) -> str:
     return "\n".join(out)
 
 
+def real_ct_lines(results_dir: Path, slug: str | None) -> list[str]:
+    """The short real-CT tables (``realct.view.summary_tables``) of the first real_ct file:
+    this machine's, else another's, named."""
+    from segbench.realct.view import find_results, summary_tables
+
+    files = find_results(results_dir, slug)
+    if not files:
+        return []
+    out = [f"\n**Quality on real CT** (`real_ct`, {describe(files[0].machine)}):\n"]
+    for caption, table in summary_tables(files[0].records):
+        out += [_wrap(caption + ":"), "", table, ""]
+    return out[:-1]
+
+
 def champion_lines(files: dict[str, ResultsFile]) -> list[str]:
     """The champion slice -> label map pipeline with its exact recipe and how to reproduce it."""
     results = files.get("champion")
     if results is None:
         return []
-    from segbench.champion import headline, recipe
+    from segbench.champion import headline, real_verdict, recipe
 
     info = recipe(results.records)
+    text = headline(results.records, real_verdict(results))
     if info is None:
-        return [_wrap(f"- {headline(results.records)}")]
+        return [_wrap(f"- {text}")]
     # the command on a line of its own, whole, so it can be copied from the Markdown source
-    return [_wrap(f"- **Slice to label map** (`champion`): {headline(results.records)}"),
+    return [_wrap(f"- **Slice to label map** (`champion`): {text}"),
             f"  Reproduce: `{info['reproduce']}`."]
 
 
@@ -301,6 +316,8 @@ def render(results_dir: Path, slug: str | None = None) -> str:
     if "fidelity" in files:
         out.append("\n**Quality on trained weights** (CT phantoms, `fidelity`):\n")
         out.append(_table(quality_rows(files["fidelity"]), QUALITY_HEADERS))
+    real = real_ct_lines(results_dir, slug)
+    out += real
     if "scaling" in files:
         out.append("\n**Threads or streams** (`scaling`; a whole CT is hundreds of independent "
                    "slices,\nso throughput is what counts for it):\n")
@@ -308,6 +325,8 @@ def render(results_dir: Path, slug: str | None = None) -> str:
     if not out:
         return "_No full runs committed yet._"
     machine = next(iter(files.values())).machine
-    out.append("\n" + _wrap(f"All of the above was measured on one machine, {describe(machine)}; "
-                            "rerun the benchmarks on your CPU before acting on it."))
+    but = " (the real-CT quality apart, whose machine it names)" if real else ""
+    out.append("\n" + _wrap(f"All of the above{but} was measured on one machine, "
+                            f"{describe(machine)}; rerun the benchmarks on your CPU before acting "
+                            "on it."))
     return "\n".join(out)

@@ -194,25 +194,34 @@ def path_verdict(records: Sequence[Record]) -> dict[str, Any] | None:
             "cost": full["mean_dice"] - low["mean_dice"]}
 
 
-def find_path_verdict(results_dir: Path, slug: str | None = None) -> dict[str, Any] | None:
-    """:func:`path_verdict` from the real_ct results in ``results_dir``: this machine's file
-    (``slug``) first, else any full-run file, whose machine the verdict then names (a Dice
-    depends on the weights and the runtime's arithmetic, not on the CPU's speed)."""
-    from segbench.machine import describe
+def find_results(results_dir: Path, slug: str | None = None) -> list[ResultsFile]:
+    """The full-run real_ct files in ``results_dir``: this machine's (``slug``) first. A
+    quality number depends on the weights and the runtime's arithmetic, not on the CPU's
+    speed, so another machine's file may answer for it when it names that machine."""
     from segbench.results import ResultsError, load
 
     folder = Path(results_dir) / "real_ct"
     paths = sorted(p for p in folder.glob("*.json") if not p.name.endswith(".quick.json")) \
         if folder.is_dir() else []
+    out = []
     for path in sorted(paths, key=lambda p: p.stem != slug):
         try:
-            found = load(path, "real_ct")
+            out.append(load(path, "real_ct"))
         except ResultsError:
             continue
+    return out
+
+
+def find_path_verdict(results_dir: Path, slug: str | None = None) -> dict[str, Any] | None:
+    """:func:`path_verdict` from the first real_ct file of :func:`find_results` that has one,
+    with that file's machine and whether it is this one (``slug``)."""
+    from segbench.machine import describe
+
+    for found in find_results(results_dir, slug):
         verdict = path_verdict(found.records)
         if verdict is not None:
-            return {**verdict, "machine": describe(found.machine), "same_machine":
-                    path.stem == slug}
+            return {**verdict, "machine": describe(found.machine),
+                    "same_machine": found.path is not None and found.path.stem == slug}
     return None
 
 
@@ -225,25 +234,30 @@ def summary_tables(records: Sequence[Record]) -> list[tuple[str, str]]:
     for r in records:
         if r.ok and r.extra.get("kind") in ("ceiling", "inter_annotator"):
             by_set.setdefault(r.extra["dataset"]["name"], []).append(r)
+    grids = list(dict.fromkeys(r.extra["display"] for recs in by_set.values() for r in recs
+                               if r.extra["kind"] == "ceiling"))
     rows = []
     for name, recs in by_set.items():
         ia = next((r for r in recs if r.extra["kind"] == "inter_annotator"), None)
-        for r in recs:
-            if r.extra["kind"] != "ceiling":
+        row = [name, _pair({"dice": ia.extra["mean_dice"], "nsd": ia.extra["mean_nsd"]})
+               if ia else DASH]
+        for grid in grids:
+            r = next((r for r in recs if r.extra["kind"] == "ceiling"
+                      and r.extra["display"] == grid), None)
+            if r is None:
+                row.append(DASH)
                 continue
-            below = []
+            cell = _pair({"dice": r.extra["mean_dice"], "nsd": r.extra["mean_nsd"]})
             if ia is not None:
-                below = [o for o, v in r.extra["organs"].items()
-                         if o in ia.extra["organs"] and v["dice"] < ia.extra["organs"][o]["dice"]]
-            rows.append([name, r.extra["display"],
-                         _pair({"dice": r.extra["mean_dice"], "nsd": r.extra["mean_nsd"]}),
-                         _pair({"dice": ia.extra["mean_dice"], "nsd": ia.extra["mean_nsd"]})
-                         if ia else DASH,
-                         f"{len(below)} of {len(r.extra['organs'])}" if ia else DASH])
+                below = [o for o, v in r.extra["organs"].items() if o in ia.extra["organs"]
+                         and v["dice"] < ia.extra["organs"][o]["dice"]]
+                cell += f", {len(below)}/{len(r.extra['organs'])} below"
+            row.append(cell)
+        rows.append(row)
     if rows:
-        out.append(("Best mean Dice / NSD each output grid can keep (no network)",
-                    tabulate(rows, headers=["data set", "grid", "ceiling", "two annotators",
-                                            "organs below the annotators"],
+        out.append(("Best mean Dice / NSD each output grid can keep (no network); 'below': "
+                    "organs where it keeps less than two annotators agree",
+                    tabulate(rows, headers=["data set", "two annotators", *grids],
                              tablefmt="github", disable_numparse=True)))
     trained = [r for r in records if r.extra.get("kind") == "trained" and not _other_budget(r)]
     rows = []
