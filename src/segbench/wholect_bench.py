@@ -30,10 +30,6 @@ from segbench.catalogue import (  # noqa: F401  (METHODS and ALL_RUNTIMES: read 
 from segbench.cell import Cell
 from segbench.measure import Protocol
 from segbench.models import ModelSpec
-from segbench.views.whole_ct import (  # noqa: F401  (read by segbench.benchmarks.this_cpu)
-    keeps_output,
-    seconds_per_ct,
-)
 
 QUICK_CT = {"kind": "phantom", "shape": [48, 96, 96], "spacing": [3.0, 3.0, 3.0],
             "seed": wholect.PHANTOM_SEED}

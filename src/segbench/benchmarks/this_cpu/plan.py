@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from segbench import wholect
+from segbench.catalogue import Pipeline
 from segbench.cell import Cell
 from segbench.models import ModelSpec
 from segbench.models.nets3d import TOTALSEG_FAST_OUTPUTS
@@ -49,7 +50,7 @@ class Choice:
     title: str
     network: str
     runtime: str
-    pipeline: wholect.Pipeline
+    pipeline: Pipeline
     source: str = ""  # the results file the choice was read from ("" = built in)
 
     def spec(self) -> ModelSpec:
@@ -102,7 +103,7 @@ def champion_choices(results_dir: Path, slug: str) -> list[Choice]:
 
 def best_3d_runtime(results_dir: Path, slug: str) -> tuple[str, str]:
     """(runtime, source file) of the fastest --fast loop that keeps its FP32 eager labels."""
-    from segbench.wholect_bench import keeps_output, seconds_per_ct
+    from segbench.views.whole_ct import keeps_output, seconds_per_ct
 
     for f in _files(results_dir, "whole_ct", slug):
         rows = [(seconds_per_ct(r), r) for r in f.records
@@ -113,15 +114,15 @@ def best_3d_runtime(results_dir: Path, slug: str) -> tuple[str, str]:
     return FALLBACK_3D_RUNTIME, ""
 
 
-def _pipe_2d(network: str, batch: int, path: str) -> wholect.Pipeline:
-    return wholect.Pipeline("2d", network, wholect.CLASSES_2D, batch=batch, path=path)
+def _pipe_2d(network: str, batch: int, path: str) -> Pipeline:
+    return Pipeline("2d", network, wholect.CLASSES_2D, batch=batch, path=path)
 
 
-def _pipe_3d(quick: bool) -> wholect.Pipeline:
+def _pipe_3d(quick: bool) -> Pipeline:
     from segbench import volume
 
     patch = (32, 48, 48) if quick else volume.FAST_PATCH
-    return wholect.Pipeline("3d", THREE_D, CLASSES_3D, spacing_mm=volume.FAST_SPACING_MM,
+    return Pipeline("3d", THREE_D, CLASSES_3D, spacing_mm=volume.FAST_SPACING_MM,
                             patch=patch, step=volume.TOTALSEG_STEP, back="nearest")
 
 
