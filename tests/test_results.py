@@ -65,3 +65,22 @@ def test_quick_runs_never_share_the_full_file(tmp_path):
     full = res.results_path(tmp_path, "enc", "cpu-2c", quick=False)
     quick = res.results_path(tmp_path, "enc", "cpu-2c", quick=True)
     assert full.name == "cpu-2c.json" and quick.name == "cpu-2c.quick.json"
+
+
+def test_full_files_come_this_machine_first_then_newest_and_unreadable_ones_are_left_out(
+        tmp_path):
+    from segbench.results import full_results_this_machine_first
+
+    def file(name, date):
+        rec = Record(benchmark="b", key=name, model="m", runtime="eager", shape=[1], batch=1,
+                     threads=1, date=date)
+        res.save(tmp_path / "b" / f"{name}.json", ResultsFile("b", {"cpu": name}, [rec]))
+
+    file("old", "2026-01-01")
+    file("new", "2026-06-01")
+    file("here", "2025-01-01")
+    file("smoke.quick", "2026-12-01")
+    (tmp_path / "b" / "broken.json").write_text("{")
+    found = full_results_this_machine_first(tmp_path, "b", "here")
+    assert [f.path.stem for f in found] == ["here", "new", "old"]
+    assert full_results_this_machine_first(tmp_path, "missing", "here") == []

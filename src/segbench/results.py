@@ -132,6 +132,23 @@ def full_results_files(results_dir: Path, benchmark: str) -> list[Path]:
     return sorted(p for p in folder.glob("*.json") if not p.name.endswith(".quick.json"))
 
 
+def full_results_this_machine_first(results_dir: Path, benchmark: str, slug: str | None
+                                    ) -> list["ResultsFile"]:
+    """The readable full-run files of a benchmark: this machine's (``slug``) first, then the
+    others newest first (by their newest record). For what does not depend on the CPU's speed
+    (a configuration chosen, a Dice measured), another machine's file may answer; a caller
+    that quotes it names that machine. Unreadable files are left out."""
+    found = []
+    for path in full_results_files(results_dir, benchmark):
+        try:
+            found.append(load(path, benchmark))
+        except ResultsError:
+            continue
+    newest = sorted(found, key=lambda f: max((r.date for r in f.records), default=""),
+                    reverse=True)
+    return sorted(newest, key=lambda f: f.path is None or f.path.stem != slug)
+
+
 def load(path: Path, benchmark: str | None = None) -> ResultsFile:
     """Read a results file; ResultsError with a one-line reason if it is unusable.
 

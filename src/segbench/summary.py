@@ -113,25 +113,10 @@ ANSWER_METHODS = ("2d-original", "2d-best", "totalseg-fast", "totalseg-default",
 ORIGINAL = ("2d-original", "ort-fp32")  # the original recipe: MobileNetV4 + FPN, ONNX Runtime
 
 
-def _answer_quality(r: Record) -> str:
-    """Quality of a whole-CT row in a few words (the whole_ct page says it in full)."""
-    if r.extra.get("dice") is not None:
-        text = f"Dice {r.extra['dice']:.3f}"
-        if r.extra["dice"] < TRAINED_DICE_FLOOR:
-            text += " (barely trained)"
-        if r.extra.get("dice_vs_eager") is not None:
-            text += f"; {r.extra['dice_vs_eager']:.3f} vs its FP32"
-        return text
-    agree = r.extra.get("agreement_vs_eager")
-    if agree is None:
-        return "no FP32 eager loop to compare"
-    return f"{agree:.2f} % agree with its FP32 (random weights)"
-
-
 def answer_rows(records: Sequence[Record]) -> list[list[str]]:
     """Seconds per whole CT of the pipelines that matter, then the real TotalSegmentator
     commands timed in the same run (random weights planted: speed only)."""
-    from segbench.views.whole_ct import keeps_output, seconds_per_ct
+    from segbench.views.whole_ct import keeps_output, quality_text, seconds_per_ct
 
     def secs(x: float) -> str:
         return f"{x:.2f}" if x < 10 else f"{x:.0f}"
@@ -149,7 +134,7 @@ def answer_rows(records: Sequence[Record]) -> list[list[str]]:
             continue
         sec, r = min(timed, key=lambda item: item[0])
         rows.append([r.extra.get("title", r.model), f"`{r.runtime}`", secs(sec),
-                     f"{sec / base_s:.2f}x" if base_s else DASH, _answer_quality(r)])
+                     f"{sec / base_s:.2f}x" if base_s else DASH, quality_text(r, short=True)])
     peers = [r for r in full if r.family == "peer" and r.ok and r.timing
              and r.timing.get("median_s")]
     for r in sorted(peers, key=lambda r: r.timing["median_s"]):
@@ -203,9 +188,10 @@ def answer(results_dir: Path, slug: str | None = None) -> str:
 def real_ct_lines(results_dir: Path, slug: str | None) -> list[str]:
     """The short real-CT tables (``realct.view.summary_tables``) of the first real_ct file:
     this machine's, else another's, named."""
-    from segbench.realct.view import find_results, summary_tables
+    from segbench.realct.view import summary_tables
+    from segbench.results import full_results_this_machine_first
 
-    files = find_results(results_dir, slug)
+    files = full_results_this_machine_first(results_dir, "real_ct", slug)
     if not files:
         return []
     out = [f"\n**Quality on real CT** (`real_ct`, {describe(files[0].machine)}):\n"]

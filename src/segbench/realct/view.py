@@ -42,7 +42,7 @@ def _dataset_text(d: dict[str, Any]) -> str:
     return text
 
 
-def _other_budget(r: Record) -> str:
+def other_budget(r: Record) -> str:
     """The budget of a trained row beside the equal-budget comparison (its key ends in its
     budget, e.g. "80cm"); "" for the comparison's own rows."""
     tail = r.key.rsplit("|", 1)[-1]
@@ -117,14 +117,14 @@ def trained_tables(records: Sequence[Record]) -> list[tuple[str, str]]:
     out = []
     for name in dict.fromkeys(r.extra["dataset"]["name"] for r in recs):
         mine = [r for r in recs if r.extra["dataset"]["name"] == name]
-        eager = {(r.extra["method"], r.extra["path"], _other_budget(r)): r for r in mine
+        eager = {(r.extra["method"], r.extra["path"], other_budget(r)): r for r in mine
                  if r.runtime == "eager" and r.ok}
         first = mine[0].extra
         scored = first["dataset"].get("cases")
 
         rows = []
         for r in mine:
-            e = eager.get((r.extra["method"], r.extra["path"], _other_budget(r)))
+            e = eager.get((r.extra["method"], r.extra["path"], other_budget(r)))
             drop = (r.extra["mean_dice"] - e.extra["mean_dice"]) if (r.ok and e) else None
             t = r.extra.get("training", {})
             rows.append([_label(r, scored), r.extra["path"], r.runtime,
@@ -183,7 +183,7 @@ def path_verdict(records: Sequence[Record]) -> dict[str, Any] | None:
     rows = {r.extra.get("path"): r for r in records
             if r.ok and r.extra.get("kind") == "trained" and r.runtime == "eager"
             and r.extra.get("method") == "2d-champion"
-            and not _other_budget(r)}
+            and not other_budget(r)}
     if "lowres" not in rows or "full" not in rows:
         return None
     low, full = rows["lowres"].extra, rows["full"].extra
@@ -194,30 +194,14 @@ def path_verdict(records: Sequence[Record]) -> dict[str, Any] | None:
             "cost": full["mean_dice"] - low["mean_dice"]}
 
 
-def find_results(results_dir: Path, slug: str | None = None) -> list[ResultsFile]:
-    """The full-run real_ct files in ``results_dir``: this machine's (``slug``) first. A
-    quality number depends on the weights and the runtime's arithmetic, not on the CPU's
-    speed, so another machine's file may answer for it when it names that machine."""
-    from segbench.results import ResultsError, load
-
-    folder = Path(results_dir) / "real_ct"
-    paths = sorted(p for p in folder.glob("*.json") if not p.name.endswith(".quick.json")) \
-        if folder.is_dir() else []
-    out = []
-    for path in sorted(paths, key=lambda p: p.stem != slug):
-        try:
-            out.append(load(path, "real_ct"))
-        except ResultsError:
-            continue
-    return out
-
-
 def find_path_verdict(results_dir: Path, slug: str | None = None) -> dict[str, Any] | None:
-    """:func:`path_verdict` from the first real_ct file of :func:`find_results` that has one,
-    with that file's machine and whether it is this one (``slug``)."""
+    """:func:`path_verdict` from the first real_ct file that has one (this machine's first,
+    ``results.full_results_this_machine_first``), with that file's machine and whether it is
+    this one (``slug``)."""
     from segbench.machine import describe
+    from segbench.results import full_results_this_machine_first
 
-    for found in find_results(results_dir, slug):
+    for found in full_results_this_machine_first(results_dir, "real_ct", slug):
         verdict = path_verdict(found.records)
         if verdict is not None:
             return {**verdict, "machine": describe(found.machine),
@@ -259,7 +243,7 @@ def summary_tables(records: Sequence[Record]) -> list[tuple[str, str]]:
                     "organs where it keeps less than two annotators agree",
                     tabulate(rows, headers=["data set", "two annotators", *grids],
                              tablefmt="github", disable_numparse=True)))
-    trained = [r for r in records if r.extra.get("kind") == "trained" and not _other_budget(r)]
+    trained = [r for r in records if r.extra.get("kind") == "trained" and not other_budget(r)]
     rows = []
     for r in trained:
         if not (r.ok and r.runtime == "eager"):

@@ -77,7 +77,10 @@ def _find(records: Sequence[Record], method: str, runtime: str) -> Record | None
                  and r.runtime == runtime), None)
 
 
-def quality_text(r: Record) -> str:
+def quality_text(r: Record, short: bool = False) -> str:
+    """A whole-CT row's quality: Dice against the phantom's truth (and against its own FP32
+    eager labels), or for random weights the share of voxels agreeing with that loop.
+    ``short``: the README answer's wording (the whole_ct page says it in full)."""
     if not r.ok:
         return DASH
     if r.extra.get("dice") is not None:
@@ -85,14 +88,16 @@ def quality_text(r: Record) -> str:
         # too little trained for its Dice to say how good the method is (the 3D --fast
         # network gets minutes of training here, nnU-Net's gets days)
         if r.extra["dice"] < TRAINED_DICE_FLOOR:
-            text += " (barely trained: compares runtimes, not methods)"
+            text += " (barely trained)" if short else (
+                " (barely trained: compares runtimes, not methods)")
         if r.extra.get("dice_vs_eager") is not None:
-            text += f" (vs eager {r.extra['dice_vs_eager']:.3f})"
+            vs = r.extra["dice_vs_eager"]
+            text += f"; {vs:.3f} vs its FP32" if short else f" (vs eager {vs:.3f})"
         return text
     agree = r.extra.get("agreement_vs_eager")
     if agree is None:
         return "no FP32 eager loop to compare"
-    return f"{agree:.2f} % agree (random weights)"
+    return f"{agree:.2f} % agree{' with its FP32' if short else ''} (random weights)"
 
 
 KEEPS_OUTPUT = 0.9  # Dice with, or share of voxels agreeing with, the method's own FP32 loop

@@ -27,11 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from segbench import wholect
+from segbench.benchmarks.this_cpu.view import ORDER
 from segbench.catalogue import Pipeline
 from segbench.cell import Cell
 from segbench.models import ModelSpec
 from segbench.models.nets3d import TOTALSEG_FAST_OUTPUTS
-from segbench.results import Record, ResultsError, load
+from segbench.results import full_results_this_machine_first
 
 NAME = "this_cpu"
 ORIGINAL_NETWORK = "mobilenetv4_conv_small"  # + FPN 128: the original recipe
@@ -60,28 +61,12 @@ class Choice:
         return ModelSpec("3d", self.network, self.pipeline.classes)
 
 
-def _files(results_dir: Path, benchmark: str, slug: str) -> list[Any]:
-    """Full-run results files of ``benchmark``: this machine's first, then newest first."""
-    folder = results_dir / benchmark
-    found = []
-    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        if path.name.endswith(".quick.json"):
-            continue
-        try:
-            found.append(load(path, benchmark))
-        except ResultsError:
-            continue
-    newest = sorted(found, key=lambda f: max((r.date for r in f.records), default=""),
-                    reverse=True)
-    return sorted(newest, key=lambda f: f.path is None or f.path.stem != slug)
-
-
 def champion_choices(results_dir: Path, slug: str) -> list[Choice]:
     """The champion pipeline (and its exact-path twin when its path is coarse) from the first
     champion results file that names one; [] when none does."""
     from segbench import champion
 
-    for f in _files(results_dir, "champion", slug):
+    for f in full_results_this_machine_first(results_dir, "champion", slug):
         info = champion.recipe(f.records)
         if info is None:
             continue
@@ -105,7 +90,7 @@ def best_3d_runtime(results_dir: Path, slug: str) -> tuple[str, str]:
     """(runtime, source file) of the fastest --fast loop that keeps its FP32 eager labels."""
     from segbench.views.whole_ct import keeps_output, seconds_per_ct
 
-    for f in _files(results_dir, "whole_ct", slug):
+    for f in full_results_this_machine_first(results_dir, "whole_ct", slug):
         rows = [(seconds_per_ct(r), r) for r in f.records
                 if r.extra.get("method") == "totalseg-fast" and not r.quick
                 and seconds_per_ct(r) and keeps_output(r)]
@@ -122,8 +107,8 @@ def _pipe_3d(quick: bool) -> Pipeline:
     from segbench import volume
 
     patch = (32, 48, 48) if quick else volume.FAST_PATCH
-    return Pipeline("3d", THREE_D, CLASSES_3D, spacing_mm=volume.FAST_SPACING_MM,
-                            patch=patch, step=volume.TOTALSEG_STEP, back="nearest")
+    return Pipeline("3d", THREE_D, CLASSES_3D, spacing_mm=volume.FAST_SPACING_MM, patch=patch,
+                    step=volume.TOTALSEG_STEP, back="nearest")
 
 
 def choices(results_dir: Path, slug: str, quick: bool) -> list[Choice]:
@@ -175,14 +160,7 @@ def make_cells(bench: Any, opts: Any) -> list[Cell]:
     return cells
 
 
-KEYS = ("original", "champion", "champion-exact", "3d-fast")
-
-
-def record_seconds(r: Record) -> float | None:
-    """Seconds of the one timed loop (the whole CT, HU in, labels out)."""
-    if not r.ok or not r.timing:
-        return None
-    return r.timing["latency_p50_ms"] / 1e3
+KEYS = ORDER  # the --models names, most important first
 
 
 def nifti_argument(text: str) -> str:

@@ -15,16 +15,16 @@ from typing import Any, Sequence
 
 from tabulate import tabulate
 
-from segbench.results import Record, ResultsError, ResultsFile, load
+from segbench.champion import COARSE_PATHS, DICE_TOLERANCE
+from segbench.realct.view import other_budget
+from segbench.results import Record, ResultsFile, full_results_this_machine_first
 
 DASH = "–"
-DICE_TOLERANCE = 0.01
 ORDER = ("original", "champion", "champion-exact", "3d-fast")
 # this_cpu's pipeline -> (whole_ct method, real_ct method)
 WHOLE_CT_METHOD = {"original": "2d-original", "champion": "2d-best", "3d-fast": "totalseg-fast"}
 REAL_CT_METHOD = {"original": "2d-original", "champion": "2d-champion",
                   "champion-exact": "2d-champion", "3d-fast": "3d-fast"}
-COARSE_PATHS = ("lowres",)
 _ROOT = Path(__file__).resolve().parents[4]  # the repository (cli.default_results_dir's rule)
 DEFAULT_RESULTS = _ROOT / "results" if (_ROOT / "pyproject.toml").exists() else Path("results")
 
@@ -37,20 +37,6 @@ def _seconds(r: Record) -> float | None:
 
 def _secs(x: float) -> str:
     return f"{x:.2f}" if x < 10 else f"{x:.0f}"
-
-
-def quality_files(results_dir: Path, benchmark: str, slug: str) -> list[ResultsFile]:
-    """Full-run files of ``benchmark`` in ``results_dir``: this machine's first."""
-    folder = results_dir / benchmark
-    out = []
-    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        if path.name.endswith(".quick.json"):
-            continue
-        try:
-            out.append(load(path, benchmark))
-        except ResultsError:
-            continue
-    return sorted(out, key=lambda f: f.path is None or f.path.stem != slug)
 
 
 def phantom_quality(files: Sequence[ResultsFile], key: str, runtime: str
@@ -85,7 +71,7 @@ def real_quality(files: Sequence[ResultsFile], key: str, path: str, runtime: str
                 if r.ok and not r.quick and r.extra.get("kind") == "trained"
                 and r.extra.get("method") == method and r.extra.get("path") == want
                 and r.extra.get("network", network) == network
-                and not r.key.rsplit("|", 1)[-1].endswith("cm")}  # the equal-budget rows
+                and not other_budget(r)}  # the equal-budget comparison's rows
         r = rows.get(runtime) or rows.get("eager")
         if r is not None:
             note = "" if r.runtime == runtime else f" ({r.runtime})"
@@ -111,8 +97,8 @@ def tables(bench: Any, results: ResultsFile) -> list[tuple[str, str]]:
     results_dir = (results.path.parent.parent if results.path is not None
                    else DEFAULT_RESULTS)
     slug = results.path.stem if results.path is not None else machine.slug()
-    whole = quality_files(results_dir, "whole_ct", slug)
-    real = quality_files(results_dir, "real_ct", slug)
+    whole = full_results_this_machine_first(results_dir, "whole_ct", slug)
+    real = full_results_this_machine_first(results_dir, "real_ct", slug)
     base = next((_seconds(r) for r in recs if r.extra["method"] == "original" and _seconds(r)),
                 None)
     rows, used, verdict = [], {}, []
