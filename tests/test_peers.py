@@ -15,13 +15,13 @@ import pytest
 
 from segbench import cli, measure
 from segbench.models.nets3d import PlainUNetConfig
-from segbench.peers import totalseg
+from segbench.peers.totalseg import install, launch, plans, planting, runner, stagelog
 from segbench.results import Record
 
 ROOT = Path(__file__).resolve().parents[1]
 needs_group = pytest.mark.skipif(
-    not totalseg.installed(),
-    reason=f"needs the optional peers dependency group ({totalseg.INSTALL_COMMAND}); "
+    not install.installed(),
+    reason=f"needs the optional peers dependency group ({install.INSTALL_COMMAND}); "
            f"CI runs these with 'uv run --group peers pytest tests/test_peers.py'")
 
 TINY = PlainUNetConfig(features=(4, 8, 16), strides=(1, 2, 2), patch=(32, 32, 32),
@@ -42,7 +42,7 @@ RECORDED_LOG = (
 
 
 def test_parse_stages_reads_recorded_log():
-    stages = totalseg.parse_stages(RECORDED_LOG)
+    stages = stagelog.parse_stages(RECORDED_LOG)
     assert stages == {"resample_s": 0.93, "predict_s": 100.12, "resample_back_s": 0.81,
                       "save_s": 1.10, "tiles": 8, "sliding_window_s": 67.0}
 
@@ -51,14 +51,14 @@ def test_parse_stages_per_class_files_and_missing_lines():
     log = ("Resampling...\n  Resampled in 1.00s\nPredicting...\n  Predicted in 2.50s\n"
            "Saving segmentations...\nCreating spleen.nii.gz\nCreating liver.nii.gz\n"
            "  Saved in 38.20s\n 5/8 [1:00:05<00:10]\n")
-    stages = totalseg.parse_stages(log)
+    stages = stagelog.parse_stages(log)
     # no "Resampled" after prediction and an unfinished bar: those stay missing
     assert stages == {"resample_s": 1.0, "predict_s": 2.5, "save_s": 38.2}
-    assert totalseg.parse_stages("8/8 [1:02:03<00:00, 1.0s/it]")["sliding_window_s"] == 3723.0
+    assert stagelog.parse_stages("8/8 [1:02:03<00:00, 1.0s/it]")["sliding_window_s"] == 3723.0
 
 
 def test_stage_parts_take_medians_over_runs():
-    parts = totalseg.stage_parts([{"predict_s": 10.0, "tiles": 8, "sliding_window_s": 6.0},
+    parts = stagelog.stage_parts([{"predict_s": 10.0, "tiles": 8, "sliding_window_s": 6.0},
                                   {"predict_s": 12.0, "tiles": 8, "sliding_window_s": 8.0}])
     assert parts["predict"] == {"seconds": 11.0, "runs_s": [10.0, 12.0]}
     assert parts["sliding_window"]["tiles"] == 8
@@ -82,21 +82,21 @@ def _peer(window: float | None, whole: float) -> Record:
 
 
 def test_faithfulness_ratios():
-    out = totalseg.faithfulness(own_network_s=60.0, own_pipeline_s=66.0, peer=_peer(67.0, 120.0))
+    out = runner.faithfulness(own_network_s=60.0, own_pipeline_s=66.0, peer=_peer(67.0, 120.0))
     assert out["network_ratio"] == pytest.approx(60 / 67)
     assert out["pipeline_ratio"] == pytest.approx(0.55)
     assert out["differs"] == ["pipeline_ratio"]
     failed = _peer(None, 1.0)
     failed.status, failed.reason = "failed", "exit 1: boom"
-    assert totalseg.faithfulness(1.0, 1.0, failed) == {"status": "failed", "reason": "exit 1: boom"}
+    assert runner.faithfulness(1.0, 1.0, failed) == {"status": "failed", "reason": "exit 1: boom"}
 
 
 def test_missing_group_is_one_line(monkeypatch):
-    monkeypatch.setattr(totalseg.importlib.util, "find_spec", lambda name, *a: None)
-    assert not totalseg.installed()
+    monkeypatch.setattr(install.importlib.util, "find_spec", lambda name, *a: None)
+    assert not install.installed()
     with pytest.raises(cli.UsageError, match="uv sync --group peers"):
-        totalseg.check_available()
-    rec = totalseg.run_peer(Path("ct.nii.gz"), "fast", True, Path("unused"), repeats=1)
+        install.check_available()
+    rec = runner.run_peer(Path("ct.nii.gz"), "fast", True, Path("unused"), repeats=1)
     assert rec.status == "failed" and "uv sync --group peers" in rec.reason
 
 
@@ -140,14 +140,14 @@ def test_peers_option_without_group_exits_2(tmp_path):
 def _tiny_ct(tmp_path: Path) -> tuple[np.ndarray, Path]:
     rng = np.random.default_rng(0)
     hu = rng.integers(-1000, 1000, size=(40, 48, 56)).astype(np.int16)  # (z, y, x)
-    return hu, totalseg.write_ct(hu, (1.5, 1.0, 1.0), tmp_path / "ct.nii.gz")
+    return hu, launch.write_ct(hu, (1.5, 1.0, 1.0), tmp_path / "ct.nii.gz")
 
 
 @needs_group
 def test_planted_fast_network_is_the_tools(tmp_path, monkeypatch):
     home = tmp_path / "home"
-    planted = totalseg.plant_home(home, modes=("fast",))["fast"]
-    layout = totalseg.tool_layout("fast")
+    planted = planting.plant_home(home, modes=("fast",))["fast"]
+    layout = plans.tool_layout("fast")
     assert (layout.task_id, layout.spacing_mm) == (297, 3.0)
     assert planted["params"] == 16_603_736 and planted["outputs"] == 118
     assert planted["patch"] == [112, 112, 128]
@@ -182,7 +182,7 @@ def _predictor(model_dir: Path):
 
 @needs_group
 def test_tiny_planted_network_predicts_a_label_volume(tmp_path):
-    planted = totalseg.plant_home(tmp_path / "home", modes=("fast",), networks={"fast": TINY})
+    planted = planting.plant_home(tmp_path / "home", modes=("fast",), networks={"fast": TINY})
     predictor = _predictor(Path(planted["fast"]["model_dir"]))
     image = np.random.default_rng(1).normal(0, 300, size=(1, 20, 24, 28)).astype(np.float32)
     seg = predictor.predict_single_npy_array(image, {"spacing": [3.0, 3.0, 3.0]})
@@ -209,14 +209,14 @@ def test_cli_runs_offline_on_a_tiny_ct(tmp_path):
     outside = [Path.home(), Path("/tmp"), ROOT]
     before = _snapshot_outside(outside)
     hu, ct = _tiny_ct(tmp_path)
-    totalseg.plant_home(tmp_path / "home", networks={"fast": TINY, "fastest": TINY})
-    rec = totalseg.run_peer(ct, "fast", True, tmp_path, repeats=1, timeout_s=600,
+    planting.plant_home(tmp_path / "home", networks={"fast": TINY, "fastest": TINY})
+    rec = runner.run_peer(ct, "fast", True, tmp_path, repeats=1, timeout_s=600,
                             shape=hu.shape, keep_outputs=True)
     run_dir = tmp_path / "run-fast-ml-0"
     log = (run_dir / "log.txt").read_text()
     assert rec.status == "ok", rec.reason + "\n" + log
     assert rec.runtime_info["network_attempts"] == 0
-    assert not (run_dir / totalseg.NETWORK_LOG).exists()
+    assert not (run_dir / launch.NETWORK_LOG).exists()
     assert rec.runtime_info["outputs"] == 1
     assert rec.params == rec.extra["planted"]["fast"]["params"]
     assert {"resample", "predict", "resample_back", "save", "sliding_window"} <= set(rec.parts)
@@ -234,9 +234,9 @@ def test_missing_weights_fail_as_a_row_without_download(tmp_path):
     import shutil
 
     _, ct = _tiny_ct(tmp_path)
-    planted = totalseg.plant_home(tmp_path / "home", networks={"fast": TINY, "fastest": TINY})
+    planted = planting.plant_home(tmp_path / "home", networks={"fast": TINY, "fastest": TINY})
     shutil.rmtree(Path(planted["fastest"]["model_dir"]).parent)  # the tool would now download
-    rec = totalseg.run_peer(ct, "fastest", True, tmp_path, repeats=2, timeout_s=600)
+    rec = runner.run_peer(ct, "fastest", True, tmp_path, repeats=2, timeout_s=600)
     assert rec.status == "failed" and rec.timing is None
     assert "download" in rec.reason
     assert len(rec.extra["runs"]) == 1  # a broken command is not timed again
@@ -244,7 +244,7 @@ def test_missing_weights_fail_as_a_row_without_download(tmp_path):
 
 
 def test_network_guard_refuses_and_records(tmp_path):
-    env = totalseg.environment(tmp_path / "home", tmp_path, tmp_path / "tmp")
+    env = launch.environment(tmp_path / "home", tmp_path, tmp_path / "tmp")
     (tmp_path / "tmp").mkdir()
     probe = ("import socket\n"
              "try:\n"
@@ -258,6 +258,6 @@ def test_network_guard_refuses_and_records(tmp_path):
     proc = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
                           text=True, timeout=60)
     assert proc.stdout.split() == ["gaierror", "OSError"]
-    attempts = (tmp_path / totalseg.NETWORK_LOG).read_text().splitlines()
+    attempts = (tmp_path / launch.NETWORK_LOG).read_text().splitlines()
     assert len(attempts) == 2 and "example.com" in attempts[0]
-    assert env["https_proxy"] == totalseg.CLOSED_PROXY and env["TOTALSEG_HOME_DIR"].endswith("home")
+    assert env["https_proxy"] == launch.CLOSED_PROXY and env["TOTALSEG_HOME_DIR"].endswith("home")

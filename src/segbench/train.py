@@ -29,7 +29,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from segbench import progress
-from segbench.data.phantom import PHANTOM_VERSION, WIDE_HEAD_ORGANS, PhantomDataset
+from segbench.data.dataset import PhantomDataset
+from segbench.data.phantom import PHANTOM_VERSION, WIDE_HEAD_ORGANS
 from segbench.quality import organ_dice
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "cache" / "weights"

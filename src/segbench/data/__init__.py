@@ -5,13 +5,13 @@ says little; phantoms give networks something real to learn and an evaluation sp
 scored on.
 """
 
+from segbench.data.dataset import PhantomDataset
 from segbench.data.phantom import (
     PHANTOM_VERSION,
     SPLIT_BASES,
     WINDOWS,
     Atlas,
     Phantom,
-    PhantomDataset,
     make_atlas,
     make_slice,
     make_volume,

@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from segbench.peers import totalseg
+from segbench.peers.totalseg import install, launch, runner
 from segbench.results import Record
 
 OWN_FAST_METHOD = "totalseg-fast"  # the project's own --fast pipeline, as whole_ct names it
@@ -37,7 +37,7 @@ class _PeersFlag(argparse.Action):
 
     def __call__(self, parser: Any, namespace: Any, values: Any, option_string: Any = None
                  ) -> None:
-        totalseg.check_available()
+        install.check_available()
         setattr(namespace, self.dest, True)
 
 
@@ -45,27 +45,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--peers", action=_PeersFlag, nargs=0, default=False,
                         help="also run the real TotalSegmentator (--fast --ml, --fast, "
                              "--fastest --ml) on the same CT, with planted random weights; "
-                             f"needs '{totalseg.INSTALL_COMMAND}'")
+                             f"needs '{install.INSTALL_COMMAND}'")
     parser.add_argument("--peer-repeats", type=int, default=None, metavar="N",
                         help="runs of each peer command (default 2; 1 with --quick)")
 
 
-def rows(bench: Any, opts: Any, results: Any) -> Iterator[Record]:
+def rows(bench: Any, opts: Any, results: Any,
+         cells: Sequence[tuple[str, bool]] | None = None) -> Iterator[Record]:
     """The peer records of a run with ``--peers`` (``Benchmark.extra_rows``: the harness saves
     each into the run's results file as it saves a cell's), on the run's CT; then the --fast
-    --ml row again with its faithfulness to the own --fast pipeline of the same file."""
+    --ml row again with its faithfulness to the own --fast pipeline of the same file.
+    ``cells``: the (mode, --ml) commands to run (default: three, one with --quick)."""
     if not opts.extra.get("peers"):
         return
     repeats = opts.extra.get("peer_repeats") or (1 if opts.quick else 2)
-    cells = QUICK_PEER_CELLS if opts.quick else PEER_CELLS
+    cells = cells or (QUICK_PEER_CELLS if opts.quick else PEER_CELLS)
     with tempfile.TemporaryDirectory(prefix="segbench-totalseg-") as tmp:
         work = Path(tmp)
         ct_path, shape = ct_file(opts, work)
         for i, (mode, ml) in enumerate(cells, 1):
-            print(f"[peer {i}/{len(cells)}] {totalseg.label(mode, ml)} x{repeats} ...",
+            print(f"[peer {i}/{len(cells)}] {install.label(mode, ml)} x{repeats} ...",
                   file=sys.stderr, end="", flush=True)
-            record = totalseg.run_peer(ct_path, mode, ml, work, repeats=repeats, shape=shape,
-                                       quick=opts.quick, benchmark=bench.name)
+            record = runner.run_peer(ct_path, mode, ml, work, repeats=repeats, shape=shape,
+                                     quick=opts.quick, benchmark=bench.name)
             stamp(record)
             what = (f"{record.timing['median_s']:.1f} s per CT" if record.ok and record.timing
                     else record.reason)
@@ -98,7 +100,7 @@ def ct_file(opts: Any, work: Path) -> tuple[Path, list[int]]:
         ct = wholect.read_nifti(source["path"])
         return Path(source["path"]), list(ct.hu.shape)
     ct = wholect.load_ct(source)
-    path = totalseg.write_ct(ct.hu, ct.spacing, work / "ct.nii.gz")
+    path = launch.write_ct(ct.hu, ct.spacing, work / "ct.nii.gz")
     return path, list(ct.hu.shape)
 
 
@@ -130,6 +132,6 @@ def own_seconds(own: Record) -> tuple[float, float]:
 
 def faithfulness_of(own: Record, peer: Record) -> dict[str, Any]:
     network, whole = own_seconds(own)
-    out = totalseg.faithfulness(network, whole, peer)
+    out = runner.faithfulness(network, whole, peer)
     out["own"] = own.key
     return out
