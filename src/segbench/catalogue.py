@@ -82,6 +82,19 @@ def plan_of(network: str) -> tuple[float, tuple[int, ...]]:
     raise KeyError(f"no plan for 3D network {network!r}")
 
 
+def network_stride(network: str) -> int:
+    """How much a plain U-Net's encoder downsamples in all: every input axis must be a
+    multiple of it."""
+    return math.prod(PLAIN_UNETS[network].strides)
+
+
+def whole_grid_patch(grid: Sequence[int], network: str) -> tuple[int, int, int]:
+    """A patch covering the whole grid in one tile: each axis rounded up to a multiple of the
+    network's stride (the padding is the sliding window's own)."""
+    m = network_stride(network)
+    return tuple(-(-int(n) // m) * m for n in grid)  # type: ignore[return-value]
+
+
 # --------------------------------------------------------------------------------------------
 # The 3D methods
 

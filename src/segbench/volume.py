@@ -88,6 +88,13 @@ def _predict_tile(predict: Callable[[torch.Tensor], Any], tile: torch.Tensor,
                   expected: tuple[int, ...], mirror: bool) -> torch.Tensor:
     """The mean prediction over the mirrored copies of one (1, C_in, *patch) tile."""
     combos = mirror_axes(tile.dim() - 2, mirror)
+    if len(combos) == 1:  # no mirroring: the output itself, no zeroed sum, add or division
+        # (each of those is a pass over (1, classes, *patch) float32: 0.75 GB a tile for the
+        # 118-class --fast network, as nnU-Net's predictor also skips them)
+        out = _as_tensor(predict(tile.contiguous()))
+        if tuple(out.shape) != expected:
+            raise ValueError(f"predict returned shape {tuple(out.shape)}; expected {expected}")
+        return out
     total = torch.zeros(expected, dtype=torch.float32)
     for axes in combos:
         flipped = tile.flip(axes) if axes else tile
@@ -168,6 +175,8 @@ def sliding_window_predict(predict: Callable[[torch.Tensor], Any],
     logits = torch.zeros((num_classes, *padded), dtype=dtype)
     weight_sum = torch.zeros(padded, dtype=dtype)
     expected = (1, num_classes, *patch)
+    weighted = torch.empty((num_classes, *patch), dtype=torch.float32)
+    weighted_acc = weighted if dtype == torch.float32 else torch.empty_like(weighted, dtype=dtype)
     for starts in itertools.product(*tile_grid(padded, patch, step)):
         window = tuple(slice(s, s + p) for s, p in zip(starts, patch))
         tile = x[(slice(None), *window)].unsqueeze(0)
@@ -175,7 +184,11 @@ def sliding_window_predict(predict: Callable[[torch.Tensor], Any],
             pred = _predict_tile(predict, tile, expected, mirror)
         with stages.stage("accumulate"):
             # weighted in float32, added into the accumulator's dtype (nnU-Net's order)
-            logits[(slice(None), *window)] += (pred[0] * weight_f32).to(dtype)
+            # into buffers made once, not two fresh ones per tile (0.75 GB float32 and half
+            # that in float16 for the 118-class --fast network); same order and rounding
+            torch.mul(pred[0], weight_f32, out=weighted)
+            weighted_acc.copy_(weighted)
+            logits[(slice(None), *window)] += weighted_acc
             weight_sum[window] += weight
     with stages.stage("accumulate"):
         logits /= weight_sum

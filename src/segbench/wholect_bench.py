@@ -15,7 +15,7 @@ import json
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from segbench import wholect
 from segbench.catalogue import (  # noqa: F401  (METHODS and ALL_RUNTIMES: read by the script)
@@ -154,6 +154,44 @@ def selected(opts: Any) -> list[tuple[MethodSpec, list[str]]]:
     return out
 
 
+def reference_key(method: MethodSpec, spec: ModelSpec, ct: dict[str, Any]) -> str:
+    """The key the FP32 eager loop saves its labels under and the other runtimes of the same
+    network, weights, pipeline and CT compare with (a retrained network never meets old
+    labels: the weights recipe is part of it)."""
+    return json.dumps([method.network, spec.family, spec.options, method.pipeline.to_dict(), ct],
+                      sort_keys=True)
+
+
+def loop_cell(bench: Any, opts: Any, method: MethodSpec, runtime: str, ct: dict[str, Any], *,
+              loops: int = 1, unusual: Sequence[str] = (), reference: str | None = None,
+              saves_reference: bool | None = None, extra: dict[str, Any] | None = None) -> Cell:
+    """One whole-CT loop cell: ``method``'s pipeline under ``runtime`` on ``ct``. Its labels
+    are compared with those saved under ``reference`` (default: the method's own FP32 eager
+    loop, which saves them); ``saves_reference`` overrides which cell saves (a search whose
+    eager variants are scored against one reference)."""
+    spec = model_spec(method, ct, opts.quick)
+    pipe = method.pipeline
+    long = method.long or opts.quick
+    shape = (pipe.batch, 3, 1, 1) if pipe.kind == "2d" else (1, 1, *pipe.patch)
+    labels = {"method": method.key, "title": method.title, "networks": method.networks,
+              "note": method.note, "tag": method.key}
+    if method.stand_in:
+        labels["stand_in"] = method.stand_in
+    if unusual:
+        labels["ct_unusual"] = list(unusual)
+    scenario = {"kind": "whole_ct", "ct": ct, "pipeline": pipe.to_dict(),
+                "quality": method.quality if ct["kind"] == "phantom" else "agreement",
+                "reference": reference or reference_key(method, spec, ct),
+                "calibration": 4 if opts.quick else 8,
+                "warmup": "pass" if long else "loop",
+                "estimate_passes": 1 if long else 2}
+    if saves_reference is not None:
+        scenario["saves_reference"] = saves_reference
+    return Cell(benchmark=bench.name, model=spec, runtime=runtime, shape=shape,
+                threads=opts.threads, protocol=loop_protocol(loops, opts.quick), fidelity=False,
+                extra={**labels, **(extra or {})}, scenario=scenario)
+
+
 def make_cells(bench: Any, opts: Any) -> list[Cell]:
     ct = ct_source(opts)
     loops = opts.extra.get("loops") or 1
@@ -168,32 +206,8 @@ def make_cells(bench: Any, opts: Any) -> list[Cell]:
     if unusual and not getattr(opts, "dry_run", False):
         print(f"note: unusual CT ({'; '.join(unusual)}); it runs, and its rows say so",
               file=sys.stderr, flush=True)
-    cells = []
-    for method, runtimes in selected(opts):
-        spec = model_spec(method, ct, opts.quick)
-        pipe = method.pipeline
-        quality = method.quality if ct["kind"] == "phantom" else "agreement"
-        # the weights recipe is part of the key: a retrained network never meets old labels
-        reference = json.dumps([method.network, spec.family, spec.options, pipe.to_dict(), ct],
-                               sort_keys=True)
-        long = method.long or opts.quick
-        for runtime in runtimes:
-            shape = ((pipe.batch, 3, 1, 1) if pipe.kind == "2d" else (1, 1, *pipe.patch))
-            extra = {"method": method.key, "title": method.title, "networks": method.networks,
-                     "note": method.note, "tag": method.key}
-            if method.stand_in:
-                extra["stand_in"] = method.stand_in
-            if unusual:
-                extra["ct_unusual"] = unusual
-            cells.append(Cell(
-                benchmark=bench.name, model=spec, runtime=runtime, shape=shape,
-                threads=opts.threads, protocol=loop_protocol(loops, opts.quick), fidelity=False,
-                extra=extra,
-                scenario={"kind": "whole_ct", "ct": ct, "pipeline": pipe.to_dict(),
-                          "quality": quality, "reference": reference,
-                          "calibration": 4 if opts.quick else 8,
-                          "warmup": "pass" if long else "loop",
-                          "estimate_passes": 1 if long else 2}))
+    cells = [loop_cell(bench, opts, method, runtime, ct, loops=loops, unusual=unusual)
+             for method, runtimes in selected(opts) for runtime in runtimes]
     if cells and not getattr(opts, "dry_run", False):
         if ct["kind"] == "phantom":
             print("phantom CT ...", file=sys.stderr, flush=True)

@@ -8,6 +8,7 @@ script's Benchmark carries the view registered under its name).
 from __future__ import annotations
 
 from segbench import champion, tables
+from segbench.benchmarks.champion_3d import view as champion_3d
 from segbench.benchmarks.this_cpu import view as this_cpu
 from segbench.realct.view import tables as real_ct_tables
 from segbench.views import View, scaling, simple, whole_ct
@@ -28,6 +29,9 @@ _VIEWS = (
     View("champion",
          "Slice -> uint8 label map: the fastest pipeline at the original recipe's quality",
          tables=champion.tables),
+    View("champion_3d",
+         "Whole CT: the 3D pipeline searched like the 2D champion, beside the real tool",
+         tables=champion_3d.tables, tradeoff=False),
     View("combined", "FPN versus UNet on the same encoders, torch.compile + bf16 autocast",
          tables=simple.pair_tables),
     View("encoder_only", "Encoders alone (timm features_only), torch.compile + bf16 autocast",

@@ -1,0 +1,171 @@
+"""What the champion_3d benchmark runs: the 3D side's search, staged like the 2D champion's.
+
+The network is TotalSegmentator --fast's (3 mm, 118 outputs, trained briefly on phantoms as in
+whole_ct: its labels are structured, so label agreement means something). Every candidate is a
+whole-CT loop (HU volume in, uint8 labels on the CT's grid out) on the same CT, scored by Dice
+against the labels of the tool's own settings under FP32 eager (the reference row, always in the
+run). The stated search (each row names the stage that put it there):
+
+1. ``runtimes``: the tool's settings (112x112x128 tiles, step 0.8, float16 accumulation, argmax
+   at 3 mm then labels back by nearest) under every runtime the whole_ct matrix knows.
+2. ``geometry``: one tile over the whole 3 mm grid (padded to a multiple of the network's
+   stride) instead of overlapping plan-sized tiles, under FP32 eager (what the change alone
+   does to the labels) and the focus runtimes. Tile step is not a knob on this CT: 0.5, 0.8
+   and 1.0 all give the same 8 tiles (the view shows the count per step).
+3. ``blend``: float32 accumulation, and nnU-Net's way back (probabilities resampled to the CT,
+   then argmax) instead of argmax at 3 mm, under the first focus runtime.
+4. ``options``: runtime options that matter for 3D convolutions (channels-last-3d off for
+   eager and compile-bf16).
+
+Beside the search, in the same run: the 2D champion (its recipe read from a champion results
+file, random weights: speed only, its quality quoted by the view), peak probes per precision
+(the share of the machine a row uses), and with ``--peers`` the real TotalSegmentator --fast
+--ml as shipped (the 5x target is set against it). Not searched (stated in the view): tiles
+per call, threads against streams.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from segbench.catalogue import (
+    FAST_RUNTIMES,
+    TOTALSEG_FAST,
+    TOTALSEG_FAST_OUTPUTS,
+    MethodSpec,
+    Pipeline,
+    whole_grid_patch,
+)
+from segbench.cell import Cell
+
+NAME = "champion_3d"
+NETWORK = TOTALSEG_FAST.network
+REFERENCE_RUNTIME = "eager"
+RUNTIMES = FAST_RUNTIMES + ("ort-int8", "compile-int8")
+FOCUS = ("openvino-bf16", "openvino-int8")
+PROBE_RUNTIMES = ("openvino-fp32", "openvino-bf16", "openvino-int8", "compile",
+                  "compile-bf16")
+QUICK_RUNTIMES = ("eager",)
+PROBE_SHAPE = (1, 3, 128, 128)  # the champion benchmark's probe input
+TOOL_KEY = "tool"  # the candidate with the tool's own settings: the reference's pipeline
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One pipeline of the search under one runtime."""
+
+    stage: str
+    key: str  # the pipeline variant: "tool", "whole-tile", "acc-float32", "probs-back"
+    runtime: str
+    pipeline: Pipeline
+    how: str
+    options: tuple[tuple[str, Any], ...] = ()  # runtime options
+
+    @property
+    def is_reference(self) -> bool:
+        return self.key == TOOL_KEY and self.runtime == REFERENCE_RUNTIME and not self.options
+
+
+def tool_pipeline(quick: bool) -> Pipeline:
+    pipe = Pipeline.of_method(TOTALSEG_FAST, TOTALSEG_FAST_OUTPUTS)
+    return replace(pipe, patch=(48, 64, 64)) if quick else pipe  # 4 tiles on the quick CT
+
+
+def search(grid: tuple[int, ...], quick: bool, runtimes: tuple[str, ...] = RUNTIMES,
+           focus: tuple[str, ...] = FOCUS) -> list[Candidate]:
+    """The candidates in run order (the reference first: a run cut short keeps it)."""
+    tool = tool_pipeline(quick)
+    whole = replace(tool, patch=whole_grid_patch(grid, NETWORK), step=1.0)
+    ref = Candidate("runtimes", TOOL_KEY, REFERENCE_RUNTIME, tool,
+                    "the tool's settings, FP32 eager: the reference")
+    if quick:
+        return [ref, Candidate("geometry", "whole-tile", REFERENCE_RUNTIME, whole,
+                               "one tile over the whole grid")]
+    out = [ref]
+    out += [Candidate("runtimes", TOOL_KEY, r, tool, "the tool's settings")
+            for r in runtimes if r != REFERENCE_RUNTIME]
+    out += [Candidate("geometry", "whole-tile", r, whole,
+                      f"one {'x'.join(map(str, whole.patch))} tile over the whole grid")
+            for r in (REFERENCE_RUNTIME, *focus)]
+    first = focus[0]
+    out.append(Candidate("blend", "acc-float32", first, replace(tool, accumulate="float32"),
+                         "float32 accumulation"))
+    out.append(Candidate("blend", "probs-back", first, replace(tool, back="probabilities"),
+                         "probabilities resampled back, then argmax (nnU-Net's way)"))
+    out += [Candidate("options", TOOL_KEY, r, tool, "channels-last-3d off",
+                      (("channels_last", False),)) for r in ("eager", "compile-bf16")]
+    return out
+
+
+def method_of(c: Candidate) -> MethodSpec:
+    """The candidate as a whole_ct method (its cells are built by the same function)."""
+    return MethodSpec(f"3d-{c.key}", f"--fast network: {c.how}", "3d-phantom", NETWORK,
+                      c.pipeline, (c.runtime,), "dice", quick=True,
+                      note=f"stage {c.stage}")
+
+
+def make_cells(bench: Any, opts: Any) -> list[Cell]:
+    import sys
+    from pathlib import Path
+
+    from segbench import machine, wholect
+    from segbench import runtimes as registry
+    from segbench.benchmarks.this_cpu.plan import champion_choices
+    from segbench.models import ModelSpec
+    from segbench.wholect_bench import ct_source, loop_cell, loop_protocol
+
+    ct = ct_source(opts)
+    info = wholect.load_ct(ct) if ct["kind"] == "phantom" else wholect.read_nifti(ct["path"])
+    tool = tool_pipeline(opts.quick)
+    grid = tool.grid(info.shape, info.spacing)
+    runtimes = tuple(r for r in RUNTIMES if r in opts.runtimes)
+    focus = tuple(r for r in FOCUS if r in opts.runtimes) or (REFERENCE_RUNTIME,)
+    candidates = [c for c in search(grid, opts.quick, runtimes, focus)
+                  if c.is_reference or c.runtime in opts.runtimes]
+    reference_method = method_of(candidates[0])
+    reference = None
+    cells = []
+    for c in candidates:
+        method = method_of(c)
+        cell = loop_cell(bench, opts, method, c.runtime, ct, saves_reference=c.is_reference,
+                         reference=reference,
+                         extra={"stage": c.stage, "variant": c.key, "how": c.how,
+                                "reference_row": c.is_reference})
+        if reference is None:  # every candidate is scored against the reference's labels
+            reference = cell.scenario["reference"]
+        if c.options:
+            cell.runtime_options = registry.accepted(c.runtime, dict(c.options))
+            cell.extra["tag"] += "," + ",".join(f"{k}={v}" for k, v in c.options)
+            cell.extra["options"] = dict(c.options)
+        cells.append(cell)
+    assert reference_method.key == "3d-tool"
+    if opts.quick:
+        return cells
+    # the 2D champion in the same run: random weights (speed does not depend on them), its
+    # recipe from a champion results file, named in the row
+    for choice in champion_choices(Path(opts.out).resolve(), machine.slug())[:1]:
+        pipe = choice.pipeline
+        cells.append(Cell(
+            benchmark=bench.name, model=choice.spec(), runtime=choice.runtime,
+            shape=(pipe.batch, 3, 1, 1), threads=opts.threads,
+            protocol=loop_protocol(1, False), fidelity=False,
+            extra={"method": "2d-champion", "title": choice.title, "source": choice.source,
+                   "tag": "2d-champion", "stage": "2d"},
+            scenario={"kind": "whole_ct", "ct": ct, "pipeline": pipe.to_dict(),
+                      "quality": "none", "calibration": 8, "warmup": "loop",
+                      "estimate_passes": 2}))
+    from segbench import champion
+
+    for runtime in PROBE_RUNTIMES:
+        if runtime not in opts.runtimes:
+            continue
+        cell = bench.cell(ModelSpec("probe", champion.PROBE, opts.classes), runtime, opts,
+                          fidelity=False, extra={"stage": "probe", "tag": "probe"})
+        cell.shape = PROBE_SHAPE
+        cell.runtime_options = registry.accepted(runtime, {"calibration": 2})
+        cells.append(cell)
+    if not getattr(opts, "dry_run", False):
+        print(f"champion_3d: {len(cells)} cells on the {grid} grid", file=sys.stderr,
+              flush=True)
+    return cells

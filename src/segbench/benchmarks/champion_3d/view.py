@@ -1,0 +1,206 @@
+"""How the champion_3d benchmark is shown: the search table (seconds per CT by stage, FLOPs per
+CT and the share of this CPU's measured peak, Dice against the FP32 eager labels of the tool's
+settings), the answer (2D champion, 3D champion, the real TotalSegmentator, one run), the tile
+counts per step, the peer rows. Results only: no torch, no engine."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from tabulate import tabulate
+
+from segbench import tiling
+from segbench.catalogue import TOTALSEG_FAST
+from segbench.results import Record
+from segbench.tables import DASH
+from segbench.views.whole_ct import (
+    _gib,
+    _secs,
+    peer_tables,
+    seconds_per_ct,
+    stage_seconds,
+    tool_seconds,
+)
+
+DICE_TOLERANCE = 0.01  # the winner: fastest within this much Dice of the FP32 eager reference
+TARGET_VS_TOOL = 5.0  # issue #26: at least 5x faster per CT than the tool --fast --ml
+STEPS = (0.5, 0.8, 1.0)
+
+
+def search_records(records: Sequence[Record]) -> list[Record]:
+    return [r for r in records if str(r.extra.get("method", "")).startswith("3d-")]
+
+
+def reference(records: Sequence[Record]) -> Record | None:
+    return next((r for r in search_records(records) if r.extra.get("reference_row")), None)
+
+
+def dice_vs_reference(r: Record) -> float | None:
+    if r.extra.get("reference_row"):
+        return 1.0 if r.ok else None
+    return r.extra.get("dice_vs_eager")
+
+
+def qualifies(r: Record) -> bool:
+    d = dice_vs_reference(r)
+    return bool(r.ok and seconds_per_ct(r) and d is not None and d >= 1.0 - DICE_TOLERANCE)
+
+
+def champion(records: Sequence[Record]) -> Record | None:
+    """The fastest candidate whose labels stay within DICE_TOLERANCE of the reference's."""
+    ok = [r for r in search_records(records) if qualifies(r)]
+    return min(ok, key=seconds_per_ct) if ok else None
+
+
+def peaks(records: Sequence[Record]) -> dict[str, float]:
+    """Best probe GFLOP/s per precision in this run."""
+    best: dict[str, float] = {}
+    for r in records:
+        if r.family == "probe" and r.ok and r.gflops and r.throughput:
+            prec = r.extra.get("precision", "?")
+            best[prec] = max(best.get(prec, 0.0), r.gflops / r.batch * r.throughput)
+    return best
+
+
+def gflop_per_ct(r: Record) -> float | None:
+    passes = r.extra.get("passes")
+    return r.gflops * passes if r.gflops and passes else None
+
+
+def network_rate(r: Record) -> float | None:
+    """GFLOP/s of the network stage: FLOPs of every pass / the loop's network seconds."""
+    flops, net = gflop_per_ct(r), (r.extra.get("stages_s") or {}).get("predict")
+    return flops / net if flops and net else None
+
+
+def share_of_peak(r: Record, peak: dict[str, float]) -> str:
+    rate, top = network_rate(r), peak.get(r.extra.get("precision", ""))
+    return f"{rate / top:.0%}" if rate and top else DASH
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return f"{b / a:.1f}x" if a and b else DASH
+
+
+def _stage(r: Record, col: str) -> str:
+    v = stage_seconds(r).get(col)
+    return DASH if v is None else _secs(v)
+
+
+SEARCH_HEADERS = ["stage", "pipeline", "runtime", "s / CT", "preprocess", "network", "blend",
+                  "argmax + back", "network passes", "GFLOP / CT", "network GFLOP/s",
+                  "share of peak", "peak RSS", "Dice vs FP32 eager (tool settings)",
+                  "faster than the tool --fast --ml", "status"]
+
+
+def search_rows(records: Sequence[Record]) -> list[list[str]]:
+    peak, tool, best = peaks(records), tool_seconds(records), champion(records)
+    rows = []
+    ranked = sorted(search_records(records),
+                    key=lambda r: (seconds_per_ct(r) is None, seconds_per_ct(r) or 0))
+    for r in ranked:
+        s = seconds_per_ct(r)
+        d = dice_vs_reference(r)
+        back = sum(stage_seconds(r).get(c, 0.0) for c in ("argmax", "resample back"))
+        how = r.extra.get("how", "")
+        if r.extra.get("options"):
+            how += " (" + ", ".join(f"{k}={v}" for k, v in r.extra["options"].items()) + ")"
+        mark = " **3D champion**" if best is not None and r.key == best.key else ""
+        flops = gflop_per_ct(r)
+        rate = network_rate(r)
+        rows.append([
+            r.extra.get("stage", ""), how + mark, r.runtime, _secs(s),
+            _stage(r, "preprocess"), _stage(r, "network"), _stage(r, "blend"),
+            _secs(back) if r.ok and r.extra.get("stages_s") else DASH,
+            str(r.extra.get("passes", DASH)), DASH if flops is None else f"{flops:.0f}",
+            DASH if rate is None else f"{rate:.0f}", share_of_peak(r, peak),
+            _gib(r.extra.get("loop_peak_rss_bytes")),
+            DASH if d is None else f"{d:.3f}", _ratio(s, tool),
+            "ok" if r.ok else f"{r.status}: {r.reason}"])
+    return rows
+
+
+ANSWER_HEADERS = ["pipeline (same run, same CT)", "runtime", "s / CT", "faster than the tool",
+                  "quality"]
+
+
+def answer_rows(records: Sequence[Record]) -> list[list[str]]:
+    tool = tool_seconds(records)
+    ref, best = reference(records), champion(records)
+    two = next((r for r in records if r.extra.get("method") == "2d-champion" and r.ok), None)
+    rows = []
+    if tool:
+        rows.append(["the real TotalSegmentator --fast --ml, as shipped", "PyTorch eager",
+                     _secs(tool), "1.0x", "the reference tool (random weights: speed only)"])
+    if ref is not None and ref.ok:
+        rows.append(["own --fast pipeline, the tool's settings", ref.runtime,
+                     _secs(seconds_per_ct(ref)), _ratio(seconds_per_ct(ref), tool),
+                     "the labels every 3D row is scored against"])
+    if best is not None:
+        d = dice_vs_reference(best)
+        rows.append([f"3D champion: {best.extra.get('how', '')}", best.runtime,
+                     _secs(seconds_per_ct(best)), _ratio(seconds_per_ct(best), tool),
+                     f"Dice {d:.3f} vs FP32 eager"])
+    if two is not None:
+        rows.append([f"{two.extra.get('title', two.model)} (recipe from "
+                     f"{two.extra.get('source') or 'built in'})", two.runtime,
+                     _secs(seconds_per_ct(two)), _ratio(seconds_per_ct(two), tool),
+                     "random weights here: quality in the champion and real_ct pages"])
+    return rows
+
+
+def step_rows(records: Sequence[Record]) -> list[list[str]]:
+    """Tiles per step of the plan's patch on the grid the run saw (tile arithmetic only)."""
+    r = reference(records)
+    if r is None or not r.extra.get("grid"):
+        return []
+    grid = tuple(r.extra["grid"])
+    patch = tuple((r.extra.get("pipeline") or {}).get("patch") or TOTALSEG_FAST.patch)
+    return [[f"{step}", "x".join(map(str, grid)), "x".join(map(str, patch)),
+             str(tiling.tile_count(grid, patch, step))] for step in STEPS]
+
+
+def headline(records: Sequence[Record]) -> str:
+    """One line: both champions and the tool, one run."""
+    tool, best = tool_seconds(records), champion(records)
+    two = next((r for r in records if r.extra.get("method") == "2d-champion" and r.ok), None)
+    if best is None:
+        return ""
+    b = seconds_per_ct(best)
+    text = (f"3D champion ({best.extra.get('how', '')}, {best.runtime}): {_secs(b)} s per CT, "
+            f"Dice {dice_vs_reference(best):.3f} against FP32 eager")
+    if tool:
+        ratio = tool / b
+        text += (f"; {ratio:.1f}x faster than the real TotalSegmentator --fast --ml "
+                 f"({_secs(tool)} s) in the same run"
+                 + ("" if ratio >= TARGET_VS_TOOL else
+                    f" (short of the {TARGET_VS_TOOL:.0f}x target)"))
+    if two is not None:
+        t = seconds_per_ct(two)
+        text += f"; 2D champion {_secs(t)} s, {b / t:.1f}x faster than the 3D champion"
+    return text + "."
+
+
+def tables(view: Any, results: Any) -> list[tuple[str, str]]:
+    records = results.records
+    out = []
+    line = headline(records)
+    answer = answer_rows(records)
+    if answer:
+        out.append(("The answer, both sides searched (one run)" + (f": {line}" if line else ""),
+                    tabulate(answer, headers=ANSWER_HEADERS, tablefmt="github")))
+    out.append(("The 3D search: TotalSegmentator --fast's network, whole CT, fastest first "
+                f"(champion: fastest within {DICE_TOLERANCE} Dice of FP32 eager)",
+                tabulate(search_rows(records), headers=SEARCH_HEADERS, tablefmt="github")))
+    steps = step_rows(records)
+    if steps:
+        out.append(("Tile step is no knob on this CT: tiles per step",
+                    tabulate(steps, headers=["step", "3 mm grid", "patch", "tiles"],
+                             tablefmt="github")))
+    peak = peaks(records)
+    if peak:
+        out.append(("Peak probes (GFLOP/s per precision, this run)",
+                    tabulate([[k, f"{v:.0f}"] for k, v in sorted(peak.items())],
+                             headers=["precision", "GFLOP/s"], tablefmt="github")))
+    out += peer_tables(records)
+    return out
