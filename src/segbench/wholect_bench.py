@@ -180,7 +180,9 @@ def loop_cell(bench: Any, opts: Any, method: MethodSpec, runtime: str, ct: dict[
     if unusual:
         labels["ct_unusual"] = list(unusual)
     scenario = {"kind": "whole_ct", "ct": ct, "pipeline": pipe.to_dict(),
-                "quality": method.quality if ct["kind"] == "phantom" else "agreement",
+                # Dice against a phantom's truth needs a phantom; against a reference, not
+                "quality": ("agreement" if method.quality == "dice" and ct["kind"] != "phantom"
+                            else method.quality),
                 "reference": reference or reference_key(method, spec, ct),
                 "calibration": 4 if opts.quick else 8,
                 "warmup": "pass" if long else "loop",

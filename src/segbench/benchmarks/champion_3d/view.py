@@ -82,6 +82,11 @@ def _ratio(a: float | None, b: float | None) -> str:
     return f"{b / a:.1f}x" if a and b else DASH
 
 
+def _agree(r: Record) -> str:
+    a = r.extra.get("agreement_vs_eager")
+    return DASH if a is None else f"{a:.2f} %"
+
+
 def _stage(r: Record, col: str) -> str:
     v = stage_seconds(r).get(col)
     return DASH if v is None else _secs(v)
@@ -90,6 +95,7 @@ def _stage(r: Record, col: str) -> str:
 SEARCH_HEADERS = ["stage", "pipeline", "runtime", "s / CT", "preprocess", "network", "blend",
                   "argmax + back", "network passes", "GFLOP / CT", "network GFLOP/s",
                   "share of peak", "peak RSS", "Dice vs FP32 eager (tool settings)",
+                  "voxels agreeing",
                   "faster than the tool --fast --ml", "status"]
 
 
@@ -115,7 +121,7 @@ def search_rows(records: Sequence[Record]) -> list[list[str]]:
             str(r.extra.get("passes", DASH)), DASH if flops is None else f"{flops:.0f}",
             DASH if rate is None else f"{rate:.0f}", share_of_peak(r, peak),
             _gib(r.extra.get("loop_peak_rss_bytes")),
-            DASH if d is None else f"{d:.3f}", _ratio(s, tool),
+            DASH if d is None else f"{d:.3f}", _agree(r), _ratio(s, tool),
             "ok" if r.ok else f"{r.status}: {r.reason}"])
     return rows
 
@@ -127,7 +133,6 @@ ANSWER_HEADERS = ["pipeline (same run, same CT)", "runtime", "s / CT", "faster t
 def answer_rows(records: Sequence[Record]) -> list[list[str]]:
     tool = tool_seconds(records)
     ref, best = reference(records), champion(records)
-    two = next((r for r in records if r.extra.get("method") == "2d-champion" and r.ok), None)
     rows = []
     if tool:
         rows.append(["the real TotalSegmentator --fast --ml, as shipped", "PyTorch eager",
@@ -141,12 +146,17 @@ def answer_rows(records: Sequence[Record]) -> list[list[str]]:
         rows.append([f"3D champion: {best.extra.get('how', '')}", best.runtime,
                      _secs(seconds_per_ct(best)), _ratio(seconds_per_ct(best), tool),
                      f"Dice {d:.3f} vs FP32 eager"])
-    if two is not None:
+    for two in two_d(records):
         rows.append([f"{two.extra.get('title', two.model)} (recipe from "
                      f"{two.extra.get('source') or 'built in'})", two.runtime,
                      _secs(seconds_per_ct(two)), _ratio(seconds_per_ct(two), tool),
                      "random weights here: quality in the champion and real_ct pages"])
     return rows
+
+
+def two_d(records: Sequence[Record]) -> list[Record]:
+    """The 2D champion's rows of the run (the champion, then its exact-path twin)."""
+    return [r for r in records if str(r.extra.get("method", "")).startswith("2d-") and r.ok]
 
 
 def step_rows(records: Sequence[Record]) -> list[list[str]]:
@@ -163,7 +173,7 @@ def step_rows(records: Sequence[Record]) -> list[list[str]]:
 def headline(records: Sequence[Record]) -> str:
     """One line: both champions and the tool, one run."""
     tool, best = tool_seconds(records), champion(records)
-    two = next((r for r in records if r.extra.get("method") == "2d-champion" and r.ok), None)
+    two = next(iter(two_d(records)), None)
     if best is None:
         return ""
     b = seconds_per_ct(best)
