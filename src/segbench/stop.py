@@ -91,6 +91,14 @@ def deferred() -> Iterator[None]:
             raise Stopped(signum)
 
 
+def forget() -> None:
+    """In a forked child (``forkrun``): drop the parent's stop state and give SIGTERM and
+    SIGINT the handlers a fresh interpreter starts with; the script run there sets its own."""
+    _state.update(depth=0, deferring=0, pending=None, raised=False)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def exit_code(exc: BaseException) -> int:
     """130 for SIGINT (a plain KeyboardInterrupt included), 143 for SIGTERM."""
     return exc.exit_code if isinstance(exc, Stopped) else 128 + signal.SIGINT
