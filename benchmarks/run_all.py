@@ -25,10 +25,13 @@ from segbench import forkrun, stop
 
 ROOT = Path(__file__).resolve().parents[1]
 # cheapest first, so a quick look at early results is possible while the rest runs
-# this_cpu last: it picks its pipelines from the champion and whole_ct runs and quotes quality
-# from whole_ct and real_ct
+# champion_3d after champion: it times the 2D champion's recipe beside the 3D search; this_cpu
+# last: it picks its pipelines from the champion and whole_ct runs and quotes quality from
+# whole_ct and real_ct
 ORDER = ["encoder_only", "fpn_decoder", "unet_decoder", "combined", "quantization", "2d_vs_3d",
-         "fidelity", "scaling", "champion", "whole_ct", "real_ct", "this_cpu"]
+         "fidelity", "scaling", "champion", "whole_ct", "champion_3d", "real_ct", "this_cpu"]
+# benchmarks that time the real TotalSegmentator beside their own rows with --peers
+PEERS = ("whole_ct", "champion_3d")
 # benchmarks that need data a full run cannot invent (their --quick uses a stand-in)
 NEEDS_DATA = {"real_ct": ("--dataset", "--observers")}
 # --quick: imported once, before the benchmarks are forked (what every script's run imports)
@@ -67,6 +70,9 @@ def main(argv=None) -> int:
     parser.add_argument("--no-report", action="store_true", help="do not rewrite README")
     parser.add_argument("--dataset", help="real_ct: labelled CTs in nnU-Net v2 raw layout")
     parser.add_argument("--observers", help="real_ct: masks of two annotators")
+    parser.add_argument("--peers", action="store_true",
+                        help=f"{', '.join(PEERS)}: the real TotalSegmentator beside them "
+                             "(needs 'uv sync --group peers')")
     args = parser.parse_args(argv)
     names = available()
     if args.only:
@@ -103,6 +109,8 @@ def main(argv=None) -> int:
             continue
         for flag, value in data:
             cmd += [flag, value]
+        if args.peers and name in PEERS:
+            cmd.append("--peers")
         try:
             with stop.on_signals():
                 code = forkrun.run(cmd[1:], ROOT) if args.quick else run_benchmark(cmd)

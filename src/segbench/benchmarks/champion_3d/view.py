@@ -170,6 +170,20 @@ def step_rows(records: Sequence[Record]) -> list[list[str]]:
              str(tiling.tile_count(grid, patch, step))] for step in STEPS]
 
 
+def limits(r: Record, peak: dict[str, float]) -> str:
+    """What the loop spends its time on: each stage's share, and the network's share of the
+    peak of its precision."""
+    total = seconds_per_ct(r) or 0.0
+    stages = sorted(stage_seconds(r).items(), key=lambda kv: -kv[1])
+    if not total or not stages:
+        return "no stage breakdown"
+    parts = ", ".join(f"{name} {sec / total:.0%}" for name, sec in stages if sec / total >= 0.05)
+    share = share_of_peak(r, peak)
+    return (f"its loop: {parts}" + ("" if share == DASH else
+                                    f"; the network runs at {share} of this CPU's "
+                                    f"{r.extra.get('precision', '')} peak"))
+
+
 def headline(records: Sequence[Record]) -> str:
     """One line: both champions and the tool, one run."""
     tool, best = tool_seconds(records), champion(records)
@@ -185,6 +199,8 @@ def headline(records: Sequence[Record]) -> str:
                  f"({_secs(tool)} s) in the same run"
                  + ("" if ratio >= TARGET_VS_TOOL else
                     f" (short of the {TARGET_VS_TOOL:.0f}x target)"))
+        if ratio < TARGET_VS_TOOL:
+            text += f"; {limits(best, peaks(records))}"
     if two is not None:
         t = seconds_per_ct(two)
         text += f"; 2D champion {_secs(t)} s, {b / t:.1f}x faster than the 3D champion"
