@@ -116,3 +116,9 @@ def test_a_saved_figure_keeps_its_suptitle(tmp_path):
     fig.savefig = lambda *a, **k: seen.update(k) or real(*a, **k)
     plots._save(fig, tmp_path / "f.png", [legend])
     assert fig._suptitle in seen["bbox_extra_artists"] and legend in seen["bbox_extra_artists"]
+
+
+def test_every_registered_runtime_has_a_marker():
+    from segbench import runtimes
+
+    assert set(runtimes.REGISTRY) <= set(plots.RUNTIME_MARKERS)

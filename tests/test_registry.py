@@ -89,3 +89,37 @@ def test_a_misspelt_runtime_option_is_a_usage_error_before_any_work(encoder_benc
     err = capsys.readouterr().err
     assert code == 2 and "has no option 'calibraton'" in err and err.count("\n") == 1
     assert not (tmp_path / "encoder_only").exists()
+
+
+def test_the_registry_table_says_what_each_runtime_object_says():
+    """The torch-free table (precision, toolchain) that benchmark lists and reports read cannot
+    drift from the runtime objects: each line's precision is the object's own."""
+    assert list(runtimes.RUNTIME_MODULES) == list(runtimes.REGISTRY)
+    for name, entry in runtimes.REGISTRY.items():
+        runtime = runtimes.get(name)
+        assert runtime.name == name
+        assert runtime.precision == entry.precision == runtimes.precision_of(name)
+        assert entry.precision in ("fp32", "bf16", "int8")
+        assert runtimes.toolchain_of(name) in ("eager", "compile", "ort", "openvino")
+    assert runtimes.precision_of(runtimes.REFERENCE) == "fp32"
+
+
+def test_a_new_registry_line_reaches_the_runtime_lists(monkeypatch):
+    """Adding a runtime touches its module and its registry line; the champion, fidelity and
+    quantization lists follow from the registry (fidelity: lower precisions; quantization:
+    every toolchain but torch.compile's)."""
+    from pathlib import Path
+
+    from segbench import champion
+
+    assert champion.RUNTIMES == tuple(runtimes.REGISTRY)
+    assert all(champion.PROBE_RUNTIMES[rt] == runtimes.precision_of(rt)
+               for rt in champion.PROBE_RUNTIMES)
+    monkeypatch.setitem(runtimes.REGISTRY, "newrt-int8", runtimes.Entry("newrt", "newrt", "int8"))
+    monkeypatch.setitem(runtimes.RUNTIME_MODULES, "newrt-int8", "segbench.runtimes.newrt")
+    root = Path(__file__).resolve().parents[1] / "benchmarks"
+    fidelity = bench.load_script(root / "fidelity" / "benchmark.py").runtimes
+    quantization = bench.load_script(root / "quantization" / "benchmark.py").runtimes
+    assert fidelity[-1] == quantization[-1] == "newrt-int8"
+    assert fidelity[0] == quantization[0] == runtimes.REFERENCE
+    assert "compile-int8" in fidelity and "compile-int8" not in quantization

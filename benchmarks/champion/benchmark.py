@@ -56,7 +56,8 @@ def make_cells(bench, opts):
     cells = [row_cell(bench, opts, row, settings) for row in rows
              if row.is_baseline or (champion.network_name(row.network, row.width) in opts.models
                                     and row.runtime in opts.runtimes)]
-    probes = {"eager": "fp32"} if opts.quick else champion.PROBE_RUNTIMES
+    probes = ({"eager": runtimes.precision_of("eager")} if opts.quick
+              else champion.PROBE_RUNTIMES)
     for runtime in probes:
         cell = bench.cell(ModelSpec("probe", champion.PROBE, opts.classes), runtime, opts,
                           fidelity=False)

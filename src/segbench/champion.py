@@ -32,14 +32,14 @@ from segbench.catalogue import pipeline_name
 from segbench.data.phantom import WIDE_HEAD_ORGANS
 from segbench.fidelity import TRAINED_DICE_FLOOR
 from segbench.results import Record
-from segbench.runtimes import REFERENCE
+from segbench.runtimes import REFERENCE, precision_of
+from segbench.runtimes import names as runtime_names
 from segbench.tables import DASH, num, status_text
 
 ORIGINAL = "mobilenetv4_conv_small"
 BASELINE = {"network": ORIGINAL, "width": 128, "runtime": "ort-fp32", "path": "full",
             "batch": 1}
-RUNTIMES = ("eager", "compile", "compile-bf16", "compile-int8", "ort-fp32", "ort-int8",
-            "openvino-fp32", "openvino-bf16", "openvino-int8")
+RUNTIMES = tuple(runtime_names())  # every runtime, in the registry's order (the rows' order)
 FOCUS = ("compile-int8", "openvino-int8", "openvino-bf16")
 SEARCH_PATHS = ("blocked", "lowres", "corners")
 # the paths of stages 4-6: the exact reference, and the cheapest (whose Dice decides)
@@ -48,8 +48,8 @@ BATCHES = (4, 8, 16)
 WIDTHS = (96, 64)
 ENCODERS = ("regnetx_004", "resnet18")
 PROBE = "conv3x3-256"
-PROBE_RUNTIMES = {"compile": "fp32", "compile-bf16": "bf16", "compile-int8": "int8",
-                  "openvino-int8": "int8"}
+PROBE_RUNTIMES = {rt: precision_of(rt)  # runtime -> the precision whose peak it probes
+                  for rt in ("compile", "compile-bf16", "compile-int8", "openvino-int8")}
 STAGES = ("encoder", "upto_decoder", "upto_logits")  # timed alone on the same input
 DICE_TOLERANCE = 0.01
 COARSE_PATHS = ("lowres",)  # labels decided at 1/4 resolution: boundaries on a 4-pixel grid

@@ -37,6 +37,7 @@ def _label(r: Record) -> str:
 
 # Markers and colours: a reader names every point from the two legends ------------------------
 
+# one marker per registered runtime (tests/test_plots.py checks every registry line has one)
 RUNTIME_MARKERS = {"eager": "o", "compile": "v", "compile-bf16": "^", "compile-int8": "<",
                    "ort-fp32": "s", "ort-int8": "D", "openvino-fp32": "P",
                    "openvino-bf16": "X", "openvino-int8": "*"}

@@ -20,18 +20,33 @@ if TYPE_CHECKING:  # the registry is read by reports, which never import torch
     import torch
     from torch import nn
 
-# runtime name -> module holding it; imported lazily so a torch-only run never loads OpenVINO
-RUNTIME_MODULES = {
-    "eager": "segbench.runtimes.pytorch",
-    "compile": "segbench.runtimes.pytorch",
-    "compile-bf16": "segbench.runtimes.pytorch",
-    "ort-fp32": "segbench.runtimes.ort",
-    "ort-int8": "segbench.runtimes.ort",
-    "openvino-fp32": "segbench.runtimes.openvino_rt",
-    "openvino-bf16": "segbench.runtimes.openvino_rt",
-    "openvino-int8": "segbench.runtimes.openvino_rt",
-    "compile-int8": "segbench.runtimes.pt2e",
+
+@dataclass(frozen=True)
+class Entry:
+    """One registry line: where a runtime lives and what it is, readable without importing it
+    (reports and benchmark lists never load torch for this). ``precision`` must equal the
+    runtime object's own (a test checks every line)."""
+
+    module: str  # under segbench.runtimes, imported lazily: a torch-only run never loads OpenVINO
+    toolchain: str  # what runs the graph: eager PyTorch, torch.compile (inductor), ORT, OpenVINO
+    precision: str  # fp32 / bf16 / int8
+
+
+# Every runtime, one line each. The order is the order benchmarks list them (the champion's
+# "runtimes" rows, `--list`, wildcards): grouped by toolchain, reference first.
+REGISTRY: dict[str, Entry] = {
+    "eager": Entry("pytorch", "eager", "fp32"),
+    "compile": Entry("pytorch", "compile", "fp32"),
+    "compile-bf16": Entry("pytorch", "compile", "bf16"),
+    "compile-int8": Entry("pt2e", "compile", "int8"),  # PT2E quantised, compiled by inductor
+    "ort-fp32": Entry("ort", "ort", "fp32"),
+    "ort-int8": Entry("ort", "ort", "int8"),
+    "openvino-fp32": Entry("openvino_rt", "openvino", "fp32"),
+    "openvino-bf16": Entry("openvino_rt", "openvino", "bf16"),
+    "openvino-int8": Entry("openvino_rt", "openvino", "int8"),
 }
+# runtime name -> module holding it (tests add a fake runtime here)
+RUNTIME_MODULES = {name: f"segbench.runtimes.{e.module}" for name, e in REGISTRY.items()}
 REFERENCE = "eager"  # fidelity is measured against FP32 eager
 
 
@@ -55,6 +70,16 @@ class Runtime(Protocol):
 
 def names() -> list[str]:
     return list(RUNTIME_MODULES)
+
+
+def precision_of(name: str) -> str:
+    """fp32 / bf16 / int8, from the registry (no import of the runtime)."""
+    return REGISTRY[name].precision
+
+
+def toolchain_of(name: str) -> str:
+    """eager / compile / ort / openvino, from the registry (no import of the runtime)."""
+    return REGISTRY[name].toolchain
 
 
 def get(name: str) -> Runtime:
