@@ -126,7 +126,7 @@ def search_rows(records: Sequence[Record]) -> list[list[str]]:
     return rows
 
 
-ANSWER_HEADERS = ["pipeline (same run, same CT)", "runtime", "s / CT", "faster than the tool",
+ANSWER_HEADERS = ["pipeline (same run, same CT)", "runtime", "s / CT", "vs the tool",
                   "quality"]
 
 
@@ -136,22 +136,26 @@ def answer_rows(records: Sequence[Record]) -> list[list[str]]:
     rows = []
     if tool:
         rows.append(["the real TotalSegmentator --fast --ml, as shipped", "PyTorch eager",
-                     _secs(tool), "1.0x", "the reference tool (random weights: speed only)"])
+                     _secs(tool), "1.0x", "speed only (random weights)"])
     if ref is not None and ref.ok:
         rows.append(["own --fast pipeline, the tool's settings", ref.runtime,
                      _secs(seconds_per_ct(ref)), _ratio(seconds_per_ct(ref), tool),
-                     "the labels every 3D row is scored against"])
+                     "the reference labels"])
     if best is not None:
         d = dice_vs_reference(best)
         rows.append([f"3D champion: {best.extra.get('how', '')}", best.runtime,
                      _secs(seconds_per_ct(best)), _ratio(seconds_per_ct(best), tool),
-                     f"Dice {d:.3f} vs FP32 eager"])
+                     f"Dice {d:.3f} vs reference"])
     for two in two_d(records):
-        rows.append([f"{two.extra.get('title', two.model)} (recipe from "
-                     f"{two.extra.get('source') or 'built in'})", two.runtime,
+        rows.append([two.extra.get("title", two.model), two.runtime,
                      _secs(seconds_per_ct(two)), _ratio(seconds_per_ct(two), tool),
-                     "random weights here: quality in the champion and real_ct pages"])
+                     "speed only (random weights)"])
     return rows
+
+
+def two_d_source(records: Sequence[Record]) -> str:
+    """The champion results file the 2D rows' recipe was read from."""
+    return next((r.extra.get("source", "") for r in two_d(records)), "")
 
 
 def two_d(records: Sequence[Record]) -> list[Record]:
@@ -180,7 +184,7 @@ def limits(r: Record, peak: dict[str, float]) -> str:
     parts = ", ".join(f"{name} {sec / total:.0%}" for name, sec in stages if sec / total >= 0.05)
     share = share_of_peak(r, peak)
     return (f"its loop: {parts}" + ("" if share == DASH else
-                                    f"; the network runs at {share} of this CPU's "
+                                    f", the network at {share} of the "
                                     f"{r.extra.get('precision', '')} peak"))
 
 
@@ -191,19 +195,15 @@ def headline(records: Sequence[Record]) -> str:
     if best is None:
         return ""
     b = seconds_per_ct(best)
-    text = (f"3D champion ({best.extra.get('how', '')}, {best.runtime}): {_secs(b)} s per CT, "
-            f"Dice {dice_vs_reference(best):.3f} against FP32 eager")
+    text = (f"3D champion {_secs(b)} s per CT ({best.runtime}, {best.extra.get('how', '')}, "
+            f"Dice {dice_vs_reference(best):.3f})")
     if tool:
         ratio = tool / b
-        text += (f"; {ratio:.1f}x faster than the real TotalSegmentator --fast --ml "
-                 f"({_secs(tool)} s) in the same run"
+        text += (f", {ratio:.1f}x the real TotalSegmentator --fast --ml"
                  + ("" if ratio >= TARGET_VS_TOOL else
-                    f" (short of the {TARGET_VS_TOOL:.0f}x target)"))
-        if ratio < TARGET_VS_TOOL:
-            text += f"; {limits(best, peaks(records))}"
+                    f": short of {TARGET_VS_TOOL:.0f}x; {limits(best, peaks(records))}"))
     if two is not None:
-        t = seconds_per_ct(two)
-        text += f"; 2D champion {_secs(t)} s, {b / t:.1f}x faster than the 3D champion"
+        text += f". The 2D champion is {b / seconds_per_ct(two):.1f}x faster than the 3D one"
     return text + "."
 
 
@@ -229,4 +229,10 @@ def tables(view: Any, results: Any) -> list[tuple[str, str]]:
                     tabulate([[k, f"{v:.0f}"] for k, v in sorted(peak.items())],
                              headers=["precision", "GFLOP/s"], tablefmt="github")))
     out += peer_tables(records)
+    searched = {r.key for r in search_records(records)}
+    failed = [[r.extra.get("title", r.model), r.runtime, f"{r.status}: {r.reason}"]
+              for r in records if not r.ok and r.key not in searched and r.family != "peer"]
+    if failed:  # a 2D champion or probe row that did not run still says why
+        out.append(("Other rows that did not run", tabulate(
+            failed, headers=["row", "runtime", "status"], tablefmt="github")))
     return out
