@@ -117,3 +117,23 @@ def test_a_user_mistake_is_one_line_and_exit_2(tmp_path):
         [sys.executable, str(ROOT / "benchmarks" / "this_cpu" / "benchmark.py"), "--models",
          "nope", "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
+
+
+def _searched(variant, runtime, seconds, dice, reference=False):
+    return Record(benchmark="champion_3d", key=f"{variant}|{runtime}", model="totalseg-3mm",
+                  runtime=runtime, shape=[1, 1, 8, 8, 8], batch=1, threads=2,
+                  timing={"latency_p50_ms": seconds * 1e3},
+                  extra={"method": f"3d-{variant}", "variant": variant, "dice_vs_eager": dice,
+                         "reference_row": reference})
+
+
+def test_the_3d_row_runs_the_3d_champion_of_a_champion_3d_run(tmp_path):
+    rows = [_searched("tool", "eager", 77, None, reference=True),
+            _searched("tool", "openvino-fp32", 45, 0.993),
+            _searched("tool", "openvino-int8", 23, 0.5)]  # faster, labels moved: not it
+    save(tmp_path / "champion_3d" / "test-cpu.json", ResultsFile("champion_3d", MACHINE, rows))
+    assert plan.best_3d_runtime(tmp_path, "test-cpu") == ("openvino-fp32", "test-cpu.json")
+    # a champion of another pipeline (one tile over the grid) is not what this_cpu runs
+    rows.append(_searched("whole-tile", "openvino-bf16", 10, 0.995))
+    save(tmp_path / "champion_3d" / "test-cpu.json", ResultsFile("champion_3d", MACHINE, rows))
+    assert plan.best_3d_runtime(tmp_path, "test-cpu") == (plan.FALLBACK_3D_RUNTIME, "")

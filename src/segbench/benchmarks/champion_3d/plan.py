@@ -32,6 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from segbench.benchmarks.champion_3d.view import TOOL_KEY
 from segbench.catalogue import (
     FAST_RUNTIMES,
     TOTALSEG_FAST,
@@ -51,7 +52,6 @@ PROBE_RUNTIMES = ("openvino-fp32", "openvino-bf16", "openvino-int8", "compile",
                   "compile-bf16")
 QUICK_RUNTIMES = ("eager",)
 PROBE_SHAPE = (1, 3, 128, 128)  # the champion benchmark's probe input
-TOOL_KEY = "tool"  # the candidate with the tool's own settings: the reference's pipeline
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from segbench.views.whole_ct import (
 DICE_TOLERANCE = 0.01  # the winner: fastest within this much Dice of the FP32 eager reference
 TARGET_VS_TOOL = 5.0  # issue #26: at least 5x faster per CT than the tool --fast --ml
 STEPS = (0.5, 0.8, 1.0)
+TOOL_KEY = "tool"  # the variant with the tool's own settings (the reference's pipeline)
 
 
 def search_records(records: Sequence[Record]) -> list[Record]:
