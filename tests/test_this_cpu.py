@@ -137,3 +137,13 @@ def test_the_3d_row_runs_the_3d_champion_of_a_champion_3d_run(tmp_path):
     rows.append(_searched("whole-tile", "openvino-bf16", 10, 0.995))
     save(tmp_path / "champion_3d" / "test-cpu.json", ResultsFile("champion_3d", MACHINE, rows))
     assert plan.best_3d_runtime(tmp_path, "test-cpu") == (plan.FALLBACK_3D_RUNTIME, "")
+
+
+def test_a_pipeline_shows_only_the_rows_of_its_newest_run():
+    old = _timed("3d-fast", "openvino-bf16", 44, "totalseg-3mm")
+    old.commit, old.date = "aaa", "2026-12-01T10:00:00+00:00"
+    new = _timed("3d-fast", "openvino-fp32", 58, "totalseg-3mm")
+    new.commit, new.date = "bbb", "2026-12-03T10:00:00+00:00"
+    also = _timed("original", "ort-fp32", 54, "mobilenetv4_conv_small")
+    also.commit, also.date = "aaa", "2026-12-01T09:00:00+00:00"
+    assert view.latest_run([old, new, also]) == [new, also]

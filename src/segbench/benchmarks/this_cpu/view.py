@@ -87,10 +87,22 @@ def _machine(f: ResultsFile) -> str:
     return describe(f.machine)
 
 
+def latest_run(recs: list[Record]) -> list[Record]:
+    """Per pipeline, the rows of its newest run only (the rows sharing the commit of its newest
+    row): a run that picks another runtime than an earlier one does not leave the earlier
+    runtime's row, timed by other code on another day, in the same table."""
+    newest: dict[str, Record] = {}
+    for r in recs:
+        key = r.extra["method"]
+        if key not in newest or r.date > newest[key].date:
+            newest[key] = r
+    return [r for r in recs if r.commit == newest[r.extra["method"]].commit]
+
+
 def tables(bench: Any, results: ResultsFile) -> list[tuple[str, str]]:
     from segbench import machine
 
-    recs = [r for r in results.records if r.extra.get("method") in ORDER]
+    recs = latest_run([r for r in results.records if r.extra.get("method") in ORDER])
     if not recs:
         return [("", "No pipeline ran.")]
     recs.sort(key=lambda r: (ORDER.index(r.extra["method"]), _seconds(r) or 1e9))
