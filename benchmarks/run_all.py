@@ -36,7 +36,8 @@ PEERS = ("whole_ct", "champion_3d")
 NEEDS_DATA = {"real_ct": ("--dataset", "--observers")}
 # --quick: imported once, before the benchmarks are forked (what every script's run imports)
 PRELOAD = ("torch", "timm", "segbench.bench", "segbench.models", "segbench.runtimes",
-           "segbench.wholect", "segbench.wholect_bench", "segbench.views.registry")
+           "segbench.pipelines.scenario", "segbench.benchmarks.whole_ct.plan",
+           "segbench.views.registry")
 # read once when torch loads libgomp, so set before PRELOAD: real_ct's script sets it for its
 # CPU-time training budget, and the forked children share this process's libgomp
 PRELOAD_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from segbench import tiling, volume, wholect
+from segbench import tiling, volume
 from segbench.benchmarks.champion_3d import plan, view
 from segbench.catalogue import Pipeline, network_stride, whole_grid_patch
+from segbench.pipelines import inputs, loop, scan
 from segbench.results import Record
 
 PHANTOM_GRID = (140, 133, 133)  # the 512x512x280 phantom at 3 mm
@@ -72,14 +73,14 @@ def test_argmax_placement_does_not_matter_when_the_ct_is_on_the_network_grid():
     """Argmax at 3 mm then labels back by nearest, or probabilities back then argmax: the same
     labels when there is nothing to resample (the CT is at the network's spacing)."""
     rng = np.random.default_rng(2)
-    ct = wholect.CT(rng.normal(0, 300, size=(16, 20, 24)).astype(np.float32), (3.0, 3.0, 3.0))
+    ct = scan.CT(rng.normal(0, 300, size=(16, 20, 24)).astype(np.float32), (3.0, 3.0, 3.0))
     base = Pipeline("3d", "test", 3, spacing_mm=3.0, patch=(8, 16, 16), step=0.5,
                     accumulate="float32")
     call = _net()
-    near = wholect.run_3d(call, ct, base, volume._NoStages())
-    probs = wholect.run_3d(call, ct, Pipeline.from_dict({**base.to_dict(),
-                                                         "back": "probabilities"}),
-                           volume._NoStages())
+    near = loop.run_3d(call, ct, base, volume._NoStages())
+    probs = loop.run_3d(call, ct, Pipeline.from_dict({**base.to_dict(),
+                                                      "back": "probabilities"}),
+                        volume._NoStages())
     assert near.shape == ct.shape and (near == probs).all()
 
 
@@ -94,16 +95,16 @@ def test_the_whole_grid_patch_covers_the_grid_in_one_tile_at_the_networks_stride
 def test_int8_calibration_reads_only_tiles_of_a_calibration_ct():
     """Calibration inputs are network tiles of a calibration-split phantom preprocessed like
     the CT: the patch's shape, never a tile of the CT being segmented."""
-    ct = wholect.load_ct({"kind": "phantom", "shape": [48, 96, 96], "spacing": [3.0, 3.0, 3.0],
-                          "seed": wholect.PHANTOM_SEED})
+    ct = scan.load_ct({"kind": "phantom", "shape": [48, 96, 96], "spacing": [3.0, 3.0, 3.0],
+                       "seed": scan.PHANTOM_SEED})
     for pipe in (plan.tool_pipeline(quick=True),
                  Pipeline.from_dict({**plan.tool_pipeline(quick=True).to_dict(),
                                      "patch": [48, 96, 96], "step": 1.0})):
-        tiles = wholect.calibration_passes(ct, pipe, 3, phantom=True)
+        tiles = inputs.calibration_passes(ct, pipe, 3, phantom=True)
         assert len(tiles) == 3
         assert all(t.shape == (1, 1, *pipe.patch) and t.dtype == np.float32 for t in tiles)
-        own = wholect.centre_tile(wholect.preprocess_3d(ct, pipe, volume._NoStages()),
-                                  pipe.patch).numpy()
+        own = inputs.centre_tile(loop.preprocess_3d(ct, pipe, volume._NoStages()),
+                                 pipe.patch).numpy()
         assert not any(np.array_equal(t, own) for t in tiles)
 
 

@@ -295,11 +295,11 @@ def test_a_bad_ct_is_one_line_and_exit_2_before_any_work(tmp_path, capsys, name)
 def test_an_unusual_ct_runs_and_its_rows_say_what_was_unusual(tmp_path):
     """A 2 mm slab of 20 slices, 45 x 50 voxels of 0.8 mm (a crop: padded to 64 x 64 for the
     2D networks): accepted, and every cell carries what was unusual into its row."""
-    from segbench import wholect
+    from segbench.benchmarks.whole_ct import view as wb
+    from segbench.catalogue import Pipeline
     from segbench.cell import Cell
     from segbench.measure import Protocol
     from segbench.models import ModelSpec
-    from segbench.views import whole_ct as wb
     from segbench.worker import run_cell
 
     path = write_nifti(tmp_path / "slab.nii.gz", ct_volume((50, 45, 20)), (0.8, 0.8, 2.0))
@@ -311,7 +311,7 @@ def test_an_unusual_ct_runs_and_its_rows_say_what_was_unusual(tmp_path):
     assert any("slab of 20 slices (40 mm along z)" in u for u in unusual)
     assert any("padded with air to 64 x 64" in u for u in unusual)
     # the slab runs through a 2D pipeline (here a tiny network) and its record says so
-    pipe = wholect.Pipeline("2d", "tiny", 3, batch=4)
+    pipe = Pipeline("2d", "tiny", 3, batch=4)
     cell = Cell(benchmark="whole_ct", model=ModelSpec("testing", "tiny", 3), runtime="eager",
                 shape=(4, 3, 64, 64), threads=1, fidelity=False, extra=dict(cells[0].extra),
                 protocol=Protocol(warmup_calls=0, warmup_seconds=0.0, repeats=1,
@@ -327,18 +327,18 @@ def test_an_unusual_ct_runs_and_its_rows_say_what_was_unusual(tmp_path):
 
 
 def test_a_head_sized_ct_runs_with_a_note():
-    from segbench import wholect
+    from segbench.pipelines import scan
 
-    head = wholect.unusual_ct((40, 64, 64), (4.0, 3.5, 3.5), low=-1000.0)  # 224 mm across
+    head = scan.unusual_ct((40, 64, 64), (4.0, 3.5, 3.5), low=-1000.0)  # 224 mm across
     assert head == ("in-plane field of view 224 x 224 mm, smaller than a body (a head, a limb "
                     "or a crop?)",)
-    assert wholect.unusual_ct((280, 512, 512), (1.5, 0.78, 0.78), low=-1024.0) == ()
+    assert scan.unusual_ct((280, 512, 512), (1.5, 0.78, 0.78), low=-1024.0) == ()
 
 
 # --- a row names what it ran ------------------------------------------------------------------
 
 def test_without_champion_results_2d_best_says_what_it_ran_instead_and_why(tmp_path):
-    from segbench.views import whole_ct as wb
+    from segbench.benchmarks.whole_ct import view as wb
 
     b = bench.load_script(WHOLE_CT)
     opts = b.parse(["--out", str(tmp_path), "--dry-run", "--models", "2d-best"])

@@ -166,8 +166,8 @@ def test_lowres_ceiling_of_a_known_mask_by_hand():
 
 def test_3d_grid_groups_follow_the_pipelines_nearest_resampling():
     """1.5 mm voxels on a 3 mm grid: pairs of voxels per axis share one grid voxel, exactly
-    the voxels wholect.labels_back_nearest gives the same label."""
-    from segbench.wholect import labels_back_nearest
+    the voxels pipelines.resample.labels_back_nearest gives the same label."""
+    from segbench.pipelines.resample import labels_back_nearest
 
     g = grids.grid("3d-3mm")
     shape = g.shape((4, 4, 4), (1.5, 1.5, 1.5))

@@ -7,18 +7,20 @@ import numpy as np
 import pytest
 import torch
 
-from segbench import quality, wholect
+from segbench import quality
 from segbench.bench import load_script, main
+from segbench.catalogue import Pipeline
 from segbench.cell import Cell
 from segbench.measure import Protocol, StageClock
 from segbench.models import ModelSpec
+from segbench.pipelines import loop, resample, scan, scenario
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "whole_ct" / "benchmark.py"
 
 
 @pytest.fixture(scope="module")
 def ct():
-    return wholect.phantom_ct((20, 64, 64), (3.0, 2.0, 2.0), seed=5, cache=None)
+    return scan.phantom_ct((20, 64, 64), (3.0, 2.0, 2.0), seed=5, cache=None)
 
 
 def conv3d(classes):
@@ -30,10 +32,10 @@ def conv3d(classes):
 @pytest.mark.parametrize("back", ["nearest", "probabilities"])
 @pytest.mark.parametrize("accumulate", ["float16", "float32"])
 def test_3d_pipeline_returns_labels_on_the_ct_grid(ct, back, accumulate):
-    pipe = wholect.Pipeline("3d", "tiny", 5, spacing_mm=4.0, patch=(16, 16, 16), step=0.5,
-                            back=back, accumulate=accumulate)
+    pipe = Pipeline("3d", "tiny", 5, spacing_mm=4.0, patch=(16, 16, 16), step=0.5,
+                    back=back, accumulate=accumulate)
     stages = StageClock()
-    labels = wholect.run(conv3d(5), ct, pipe, stages)
+    labels = loop.run(conv3d(5), ct, pipe, stages)
     assert labels.shape == ct.shape and labels.dtype == np.uint8
     assert labels.max() < 5
     assert {"resample", "normalise", "predict", "accumulate", "resample back"} <= set(
@@ -42,12 +44,12 @@ def test_3d_pipeline_returns_labels_on_the_ct_grid(ct, back, accumulate):
 
 def test_both_ways_back_mostly_agree(ct):
     def labels(back):
-        pipe = wholect.Pipeline("3d", "tiny", 4, spacing_mm=4.0, patch=(16, 16, 16),
-                                step=0.5, back=back)
-        return wholect.run(conv3d(4), ct, pipe, StageClock())
+        pipe = Pipeline("3d", "tiny", 4, spacing_mm=4.0, patch=(16, 16, 16),
+                        step=0.5, back=back)
+        return loop.run(conv3d(4), ct, pipe, StageClock())
 
     # nearest on labels and argmax of interpolated logits differ only along label borders
-    assert wholect.agreement(labels("nearest"), labels("probabilities")) > 70
+    assert scenario.agreement(labels("nearest"), labels("probabilities")) > 70
 
 
 @pytest.mark.parametrize("batch", [1, 3])  # 3 does not divide 20 slices: a padded last batch
@@ -60,8 +62,8 @@ def test_2d_pipeline_returns_labels_on_the_ct_grid(ct, batch):
         calls.append(tuple(x.shape))
         return conv(x).detach()
 
-    pipe = wholect.Pipeline("2d", "tiny", 7, batch=batch)
-    labels = wholect.run(call, ct, pipe, StageClock())
+    pipe = Pipeline("2d", "tiny", 7, batch=batch)
+    labels = loop.run(call, ct, pipe, StageClock())
     assert labels.shape == ct.shape and labels.dtype == np.uint8
     assert set(calls) == {(batch, 3, 64, 64)}  # one static shape for exported runtimes
     assert len(calls) == pipe.passes(ct.shape, ct.spacing)
@@ -69,16 +71,16 @@ def test_2d_pipeline_returns_labels_on_the_ct_grid(ct, batch):
 
 def test_2d_pipeline_takes_labels_from_the_network(ct):
     # a network with the argmax in its graph (family fpn-labels) hands back uint8 labels
-    pipe = wholect.Pipeline("2d", "tiny", 3, batch=4)
-    labels = wholect.run(lambda x: torch.ones(x.shape[0], 64, 64, dtype=torch.uint8), ct, pipe,
-                         StageClock())
+    pipe = Pipeline("2d", "tiny", 3, batch=4)
+    labels = loop.run(lambda x: torch.ones(x.shape[0], 64, 64, dtype=torch.uint8), ct, pipe,
+                      StageClock())
     assert (labels == 1).all()
 
 
 def test_labels_back_nearest_keeps_a_constant_block():
     small = np.zeros((4, 4, 4), dtype=np.uint8)
     small[1:3, 1:3, 1:3] = 2
-    big = wholect.labels_back_nearest(small, (8, 8, 8))
+    big = resample.labels_back_nearest(small, (8, 8, 8))
     assert big.shape == (8, 8, 8)
     assert (big[2:6, 2:6, 2:6] == 2).all() and big.sum() == 2 * 64
 
@@ -103,7 +105,7 @@ def write_nifti(path, shape, zooms):
 def test_a_nifti_is_read_as_z_y_x_with_its_spacing(tmp_path):
     path = tmp_path / "ct.nii.gz"
     data = write_nifti(path, (24, 20, 10), (0.8, 0.7, 2.5))  # (x, y, z) as NIfTI stores it
-    ct = wholect.read_nifti(path)
+    ct = scan.read_nifti(path)
     assert ct.shape == (10, 20, 24)
     assert ct.spacing == pytest.approx((2.5, 0.7, 0.8))
     assert ct.truth is None
@@ -170,7 +172,7 @@ def test_a_whole_ct_cell_runs_in_the_worker():
 
     source = {"kind": "phantom", "shape": [16, 64, 64], "spacing": [3.0, 2.0, 2.0], "seed": 3,
               "cache": False}
-    pipe = wholect.Pipeline("2d", "tiny", 3, batch=4)
+    pipe = Pipeline("2d", "tiny", 3, batch=4)
     cell = Cell(benchmark="test", model=ModelSpec("testing", "tiny", 3), runtime="eager",
                 shape=(4, 3, 64, 64), threads=1, fidelity=False,
                 protocol=Protocol(warmup_calls=0, warmup_seconds=0.0, repeats=1,
@@ -186,8 +188,8 @@ def test_a_whole_ct_cell_runs_in_the_worker():
 
 
 def test_per_ct_headline_skips_runtimes_that_change_the_output():
+    from segbench.benchmarks.whole_ct import view as wb
     from segbench.results import Record
-    from segbench.views import whole_ct as wb
 
     def loop(method, runtime, seconds, **extra):
         return Record(benchmark="whole_ct", key=f"{method}|{runtime}", model=method,
@@ -207,8 +209,8 @@ def test_per_ct_headline_skips_runtimes_that_change_the_output():
 def test_part_networks_repeat_only_their_own_stages():
     """TotalSegmentator's five parts: the CT is resampled to 1.5 mm and back once; normalise,
     passes, blending and argmax once per network."""
+    from segbench.benchmarks.whole_ct import view as wb
     from segbench.results import Record
-    from segbench.views import whole_ct as wb
 
     stages = {"resample": 2.0, "normalise": 1.0, "predict": 10.0, "accumulate": 1.0,
               "argmax": 1.0, "resample back": 3.0}
@@ -225,9 +227,9 @@ def test_part_networks_repeat_only_their_own_stages():
 
 
 def test_per_ct_rows_give_the_ratio_to_the_real_tool_when_it_ran():
+    from segbench.benchmarks.whole_ct import view as wb
     from segbench.peers.whole_ct import peer_key
     from segbench.results import Record
-    from segbench.views import whole_ct as wb
 
     assert peer_key("fast", True) == wb.PEER_FAST_KEY
 
@@ -252,8 +254,8 @@ def test_per_ct_rows_give_the_ratio_to_the_real_tool_when_it_ran():
 
 
 def test_a_barely_trained_network_says_its_dice_compares_runtimes_only():
+    from segbench.benchmarks.whole_ct import view as wb
     from segbench.results import Record
-    from segbench.views import whole_ct as wb
 
     def rec(dice):
         return Record(benchmark="whole_ct", key="k", model="m", runtime="eager", shape=[1],

@@ -10,9 +10,9 @@ TotalSegmentator --fast --ml as shipped. The 3D champion is the fastest row with
 
 import argparse
 
-from segbench import wholect_bench as wb
 from segbench.bench import Benchmark, main
 from segbench.benchmarks.champion_3d import plan
+from segbench.benchmarks.whole_ct.plan import CELL_TIMEOUT, nifti_argument
 from segbench.peers import whole_ct as peers
 from segbench.views.registry import VIEWS
 
@@ -20,9 +20,9 @@ PEER_CELLS = (("fast", True),)  # the command the 5x target is set against
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--input", type=wb.nifti_argument, default=None, metavar="PATH",
+    parser.add_argument("--input", type=nifti_argument, default=None, metavar="PATH",
                         help="a CT in NIfTI (.nii/.nii.gz) (default: the phantom CT)")
-    parser.set_defaults(timeout=wb.CELL_TIMEOUT)
+    parser.set_defaults(timeout=CELL_TIMEOUT)
     peers.add_arguments(parser)  # --peers: the real TotalSegmentator --fast --ml beside it
 
 

@@ -10,32 +10,32 @@ Cells run most important first (a run cut short keeps the answer): see ``METHODS
 
 import argparse
 
-from segbench import wholect_bench as wb
 from segbench.bench import Benchmark, main
+from segbench.benchmarks.whole_ct import plan
 from segbench.peers import whole_ct as peers
 from segbench.views.registry import VIEWS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--input", type=wb.nifti_argument, default=None, metavar="PATH",
+    parser.add_argument("--input", type=plan.nifti_argument, default=None, metavar="PATH",
                         help="a CT in NIfTI (.nii/.nii.gz), spacing from its header "
                              "(default: the phantom CT; quality then is agreement only)")
     parser.add_argument("--loops", type=int, default=None,
                         help="timed loops per cell after the warm-up (default 1)")
-    parser.set_defaults(timeout=wb.CELL_TIMEOUT)  # loops of minutes: a longer default
+    parser.set_defaults(timeout=plan.CELL_TIMEOUT)  # loops of minutes: a longer default
     peers.add_arguments(parser)  # --peers: the real TotalSegmentator beside the pipelines
 
 
 BENCHMARK = Benchmark(
     view=VIEWS["whole_ct"],
     families=["3d"],
-    models=[m.key for m in wb.METHODS],
-    quick_models=[m.key for m in wb.METHODS if m.quick],
-    runtimes=wb.ALL_RUNTIMES,
-    quick_runtimes=wb.ALL_RUNTIMES,
-    valid_models=[m.key for m in wb.METHODS],
+    models=[m.key for m in plan.METHODS],
+    quick_models=[m.key for m in plan.METHODS if m.quick],
+    runtimes=plan.ALL_RUNTIMES,
+    quick_runtimes=plan.ALL_RUNTIMES,
+    valid_models=[m.key for m in plan.METHODS],
     add_arguments=add_arguments,
-    cells=wb.make_cells,
+    cells=plan.make_cells,
     extra_rows=peers.rows,  # --peers: the real TotalSegmentator, saved like the cells
 )
 

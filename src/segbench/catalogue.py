@@ -3,8 +3,8 @@ settings and the whole_ct benchmark's methods, with no array library.
 
 Everything that describes a 3D method reads it here: :mod:`segbench.models.nets3d` builds the
 networks from :data:`PLAIN_UNETS` and the STU-Net plan, :mod:`segbench.volume` counts the passes
-of :data:`METHODS_3D`, :mod:`segbench.wholect_bench` runs :data:`METHODS` and the 2d_vs_3d
-benchmark times :func:`networks_3d`. Adding a 3D method is one entry here.
+of :data:`METHODS_3D`, :mod:`segbench.benchmarks.whole_ct.plan` runs :data:`METHODS` and the
+2d_vs_3d benchmark times :func:`networks_3d`. Adding a 3D method is one entry here.
 """
 
 from __future__ import annotations

@@ -109,14 +109,15 @@ class PhantomDice(PhantomInput):
 
 class WholeCT(Forward):
     """A whole CT through a complete pipeline (HU volume in, uint8 label volume out); one timed
-    call = one CT. The pipelines and this scenario's logic live in ``segbench.wholect``."""
+    call = one CT. The pipelines live in ``segbench.pipelines``, this scenario's logic in
+    ``segbench.pipelines.scenario``."""
 
     def __init__(self) -> None:
         self._impl: Any = None
 
     def _loop(self) -> Any:
         if self._impl is None:
-            from segbench.wholect import LoopScenario
+            from segbench.pipelines.scenario import LoopScenario
 
             self._impl = LoopScenario()
         return self._impl

@@ -116,7 +116,7 @@ ORIGINAL = ("2d-original", "ort-fp32")  # the original recipe: MobileNetV4 + FPN
 def answer_rows(records: Sequence[Record]) -> list[list[str]]:
     """Seconds per whole CT of the pipelines that matter, then the real TotalSegmentator
     commands timed in the same run (random weights planted: speed only)."""
-    from segbench.views.whole_ct import keeps_output, quality_text, seconds_per_ct
+    from segbench.benchmarks.whole_ct.view import keeps_output, quality_text, seconds_per_ct
 
     def secs(x: float) -> str:
         return f"{x:.2f}" if x < 10 else f"{x:.0f}"

@@ -53,7 +53,7 @@ def weights_file(spec: ModelSpec) -> Path | None:
 
         return cached_path(spec.label, spec.classes, **spec.options["train"])
     if spec.options.get("recipe"):
-        from segbench.wholect_weights import Recipe3D, weights_path
+        from segbench.models.nets3d_phantom import Recipe3D, weights_path
 
         return weights_path(spec.name, spec.classes, Recipe3D.from_dict(spec.options["recipe"]))
     return None

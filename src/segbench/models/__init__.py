@@ -28,7 +28,7 @@ FAMILY_MODULES = {
     "smp-unet": "segbench.models.seg2d",
     "3d": "segbench.models.nets3d",
     "testing": "segbench.models.testing",
-    "3d-phantom": "segbench.wholect_weights",  # a "3d" network trained on CT phantoms
+    "3d-phantom": "segbench.models.nets3d_phantom",  # a "3d" network trained on CT phantoms
     "fpn-labels": "segbench.models.pipeline",
     "probe": "segbench.models.pipeline",
 }

@@ -9,7 +9,7 @@ it runs after the cells, on the same CT file, and its records join the same resu
 - ``rows`` is the benchmark's ``extra_rows``: after the cells, the harness saves each peer
   record into the run's results file as it saves a cell's (one writer per file);
 - the peer tables (and the faithfulness ratios) are the whole_ct view's
-  (:mod:`segbench.views.whole_ct`).
+  (:mod:`segbench.benchmarks.whole_ct.view`).
 
 Nothing here reads a clock: whole commands are timed by ``measure.time_whole_runs``.
 """
@@ -93,19 +93,20 @@ def stamp(record: Record) -> None:
 def ct_file(opts: Any, work: Path) -> tuple[Path, list[int]]:
     """The NIfTI file the tool reads: the user's own --input as given, else the run's phantom
     CT (the very volume the project's pipelines read) written to ``work``."""
-    from segbench import wholect, wholect_bench
+    from segbench.benchmarks.whole_ct.plan import ct_source
+    from segbench.pipelines import scan
 
-    source = wholect_bench.ct_source(opts)
+    source = ct_source(opts)
     if source["kind"] == "nifti":
-        ct = wholect.read_nifti(source["path"])
+        ct = scan.read_nifti(source["path"])
         return Path(source["path"]), list(ct.hu.shape)
-    ct = wholect.load_ct(source)
+    ct = scan.load_ct(source)
     path = launch.write_ct(ct.hu, ct.spacing, work / "ct.nii.gz")
     return path, list(ct.hu.shape)
 
 
 def peer_key(mode: str, ml: bool) -> str:
-    """A peer record's key; ``("fast", True)`` is wholect_bench.PEER_FAST_KEY, the record the
+    """A peer record's key; ``("fast", True)`` is the whole_ct view's PEER_FAST_KEY, the record the
     per-CT table's "vs the real tool" ratio divides by."""
     return f"peer:totalsegmentator:{mode}{':ml' if ml else ''}"
 

@@ -6,16 +6,17 @@ A pipeline decides its labels on a grid of its own and brings them back to the C
   upsampled x4 by nearest neighbour (z untouched: 2D networks see every slice);
 - ``3d-1.5mm``, ``3d-3mm``, ``3d-6mm``: TotalSegmentator's default, ``--fast`` and ``--fastest``
   resample the CT to isotropic 1.5, 3 or 6 mm, segment there, and bring the label map back by
-  nearest neighbour (``wholect.labels_back_nearest``, the project's own 3D pipelines).
+  nearest neighbour (``pipelines.resample.labels_back_nearest``, the project's own 3D
+  pipelines).
 
 Bringing labels back by nearest neighbour gives every CT voxel the label of one grid voxel, so
 the CT's voxels fall into groups (all voxels whose nearest grid voxel is the same, found with
-the pipelines' own ``wholect.nearest_indices``) that always share a label. The best any network
-on that grid can do is to give each group the label most of its voxels have in the reference
-(ties go to the background): that majority map, compared with the reference, is the grid's
-ceiling. Since the groups of each axis are runs of consecutive voxels, sums over groups are
-separable ``np.add.reduceat`` along each axis, and a mask's ceiling can be computed on a crop
-aligned to whole groups, which gives the same values as the whole volume.
+the pipelines' own ``pipelines.resample.nearest_indices``) that always share a label. The best
+any network on that grid can do is to give each group the label most of its voxels have in the
+reference (ties go to the background): that majority map, compared with the reference, is the
+grid's ceiling. Since the groups of each axis are runs of consecutive voxels, sums over groups
+are separable ``np.add.reduceat`` along each axis, and a mask's ceiling can be computed on a
+crop aligned to whole groups, which gives the same values as the whole volume.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from segbench.wholect import nearest_indices, target_shape
+from segbench.pipelines.resample import nearest_indices
+from segbench.tiling import target_shape
 
 
 @dataclass(frozen=True)

@@ -164,7 +164,6 @@ def run_method(method: Any, path: str, runtime: str, prepared_call: Callable[[An
                                                                    dict[str, np.ndarray]]:
     """Segment every scored case, score it against the truth and against FP32 eager."""
     from segbench.realct.methods import segment
-    from segbench.wholect import mean_dice
 
     per_case, vs_eager, labels_of = {}, [], {}
     for case in _bar(cases, f"{method.key} {path} {runtime}"):
@@ -174,7 +173,7 @@ def run_method(method: Any, path: str, runtime: str, prepared_call: Callable[[An
         per_case[case.name] = score_volume(volume, labels, dataset.labels, tolerance_mm)
         if eager_labels is not None and case.name in eager_labels:
             ref = eager_labels[case.name]
-            d = mean_dice(ref, labels)
+            d = quality.foreground_mean_dice(ref, labels)
             if not math.isnan(d):
                 vs_eager.append(d)
     out = summarise(per_case)

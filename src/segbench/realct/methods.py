@@ -6,7 +6,7 @@
   (argmax at 1/4 in-plane, labels x4 nearest) and the exact ``full`` path beside it;
 - ``3d-fast``: TotalSegmentator --fast's architecture (nnU-Net PlainConvUNet, 3 mm, patch
   112x112x128), sliding window with Gaussian blending, labels back by nearest
-  (``wholect.run_3d``, the whole-CT benchmark's own pipeline).
+  (``pipelines.loop.run_3d``, the whole-CT benchmark's own pipeline).
 
 A 2D network sees the CT's own grid slice by slice (padded to a multiple of 32 with air), as in
 the whole-CT benchmark. Every runtime runs the whole 2D pipeline, output path included
@@ -106,8 +106,8 @@ def for_inference(m: Method, trained: nn.Module, path: str) -> nn.Module:
 
 
 def pipeline_3d(m: Method, classes: int) -> Any:
+    from segbench.catalogue import Pipeline
     from segbench.models.nets3d import PLAIN_UNETS
-    from segbench.wholect import Pipeline
 
     cfg = PLAIN_UNETS[m.network]
     return Pipeline(kind="3d", network=m.network, classes=classes, spacing_mm=cfg.spacing_mm,
@@ -130,7 +130,9 @@ def example(m: Method, volume: Volume, classes: int) -> torch.Tensor:
     if m.kind == "2d":
         return slice_input(volume.hu, volume.hu.shape[0] // 2, SLICE_BATCH)
     from segbench.measure import StageClock
-    from segbench.wholect import CT, centre_tile, preprocess_3d
+    from segbench.pipelines.inputs import centre_tile
+    from segbench.pipelines.loop import preprocess_3d
+    from segbench.pipelines.scan import CT
 
     pipe = pipeline_3d(m, classes)
     return centre_tile(preprocess_3d(CT(volume.hu, volume.spacing), pipe, StageClock()),
@@ -148,7 +150,8 @@ def calibration(m: Method, volumes: Sequence[Volume], classes: int, count: int
             z = int(np.linspace(0.2, 0.8, count)[v] * vol.hu.shape[0])
             out.append(slice_input(vol.hu, z, SLICE_BATCH).numpy())
         return out
-    from segbench.wholect import CT, calibration_passes
+    from segbench.pipelines.inputs import calibration_passes
+    from segbench.pipelines.scan import CT
 
     pipe = pipeline_3d(m, classes)
     per = max(1, count // max(1, len(volumes)))
@@ -165,7 +168,8 @@ def segment(m: Method, call: Callable[[torch.Tensor], Any], volume: Volume, clas
     """The label volume (uint8, the case's grid) of one method under one prepared runtime."""
     if m.kind == "3d":
         from segbench.measure import StageClock
-        from segbench.wholect import CT, run_3d
+        from segbench.pipelines.loop import run_3d
+        from segbench.pipelines.scan import CT
 
         return run_3d(call, CT(volume.hu, volume.spacing), pipeline_3d(m, classes),
                       StageClock())

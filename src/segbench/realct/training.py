@@ -11,9 +11,10 @@ spent, so the learning rate reaches zero when the budget does).
 - 2D: batches of axial slices of the training cases through the display windows the 2D
   pipelines use (``data.phantom.to_input``); two thirds of the slices hold an organ.
 - 3D: random patches of the training cases resampled to the network's spacing exactly as the
-  whole-CT pipeline resamples (``wholect.resample_image``, cubic; labels by nearest), with
-  nnU-Net's CT normalisation of the pipeline (``wholect.CT_NORMALISATION``); half of the
-  patches are centred on an organ voxel (nnU-Net oversamples the foreground too).
+  whole-CT pipeline resamples (``pipelines.resample.resample_image``, cubic; labels by
+  nearest), with nnU-Net's CT normalisation of the pipeline
+  (``pipelines.resample.CT_NORMALISATION``); half of the patches are centred on an organ voxel
+  (nnU-Net oversamples the foreground too).
 
 No augmentation: a short budget is better spent on the data itself. Weights go to the cache
 (safetensors) under a name holding the data set, its training cases and every argument.
@@ -139,7 +140,8 @@ def to_network_grid(volume: Volume, spacing_mm: float) -> Grid3D:
     """A case resampled and normalised as the whole-CT 3D pipeline does it before the network."""
     from scipy import ndimage
 
-    from segbench.wholect import CT_NORMALISATION, resample_image, target_shape
+    from segbench.pipelines.resample import CT_NORMALISATION, resample_image
+    from segbench.tiling import target_shape
 
     shape = target_shape(volume.hu.shape, volume.spacing, spacing_mm)
     image = CT_NORMALISATION.apply(resample_image(volume.hu, shape))

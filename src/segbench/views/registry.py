@@ -10,8 +10,9 @@ from __future__ import annotations
 from segbench import champion, tables
 from segbench.benchmarks.champion_3d import view as champion_3d
 from segbench.benchmarks.this_cpu import view as this_cpu
+from segbench.benchmarks.whole_ct import view as whole_ct
 from segbench.realct.view import tables as real_ct_tables
-from segbench.views import View, scaling, simple, whole_ct
+from segbench.views import View, scaling, simple
 
 ENCODER_COLUMNS = (tables.MODEL, tables.RUNTIME, tables.PARAMS_WITH_HEAD, tables.BACKBONE_PARAMS,
                    tables.GFLOPS, tables.THROUGHPUT, tables.LATENCY, tables.EFFICIENCY,

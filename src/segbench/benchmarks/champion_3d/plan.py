@@ -112,14 +112,15 @@ def make_cells(bench: Any, opts: Any) -> list[Cell]:
     import sys
     from pathlib import Path
 
-    from segbench import machine, wholect
+    from segbench import machine
     from segbench import runtimes as registry
     from segbench.benchmarks.this_cpu.plan import champion_choices
+    from segbench.benchmarks.whole_ct.plan import ct_source, loop_cell, loop_protocol
     from segbench.models import ModelSpec
-    from segbench.wholect_bench import ct_source, loop_cell, loop_protocol
+    from segbench.pipelines import scan
 
     ct = ct_source(opts)
-    info = wholect.load_ct(ct) if ct["kind"] == "phantom" else wholect.read_nifti(ct["path"])
+    info = scan.load_ct(ct) if ct["kind"] == "phantom" else scan.read_nifti(ct["path"])
     tool = tool_pipeline(opts.quick)
     grid = tool.grid(info.shape, info.spacing)
     runtimes = tuple(r for r in RUNTIMES if r in opts.runtimes)

@@ -10,10 +10,7 @@ from typing import Any, Sequence
 from tabulate import tabulate
 
 from segbench import tiling
-from segbench.catalogue import TOTALSEG_FAST
-from segbench.results import Record
-from segbench.tables import DASH
-from segbench.views.whole_ct import (
+from segbench.benchmarks.whole_ct.view import (
     _gib,
     _secs,
     peer_tables,
@@ -21,6 +18,9 @@ from segbench.views.whole_ct import (
     stage_seconds,
     tool_seconds,
 )
+from segbench.catalogue import TOTALSEG_FAST
+from segbench.results import Record
+from segbench.tables import DASH
 
 DICE_TOLERANCE = 0.01  # the winner: fastest within this much Dice of the FP32 eager reference
 TARGET_VS_TOOL = 5.0  # issue #26: at least 5x faster per CT than the tool --fast --ml

@@ -26,12 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from segbench import wholect
 from segbench.benchmarks.this_cpu.view import ORDER
-from segbench.catalogue import Pipeline
+from segbench.catalogue import CLASSES_2D, Pipeline
 from segbench.cell import Cell
 from segbench.models import ModelSpec
 from segbench.models.nets3d import TOTALSEG_FAST_OUTPUTS
+from segbench.pipelines import scan
 from segbench.results import full_results_this_machine_first
 
 NAME = "this_cpu"
@@ -91,7 +91,7 @@ def best_3d_runtime(results_dir: Path, slug: str) -> tuple[str, str]:
     tool's settings (the search's rule: fastest within 0.01 Dice of FP32 eager), else of the
     fastest whole_ct --fast loop that keeps its FP32 eager labels."""
     from segbench.benchmarks.champion_3d import view as searched
-    from segbench.views.whole_ct import keeps_output, seconds_per_ct
+    from segbench.benchmarks.whole_ct.view import keeps_output, seconds_per_ct
 
     for f in full_results_this_machine_first(results_dir, "champion_3d", slug):
         best = searched.champion(f.records)
@@ -109,7 +109,7 @@ def best_3d_runtime(results_dir: Path, slug: str) -> tuple[str, str]:
 
 
 def _pipe_2d(network: str, batch: int, path: str) -> Pipeline:
-    return Pipeline("2d", network, wholect.CLASSES_2D, batch=batch, path=path)
+    return Pipeline("2d", network, CLASSES_2D, batch=batch, path=path)
 
 
 def _pipe_3d(quick: bool) -> Pipeline:
@@ -136,7 +136,7 @@ def choices(results_dir: Path, slug: str, quick: bool) -> list[Choice]:
 
 
 def ct_source(opts: Any) -> dict[str, Any]:
-    from segbench.wholect_bench import ct_source as whole_ct_source
+    from segbench.benchmarks.whole_ct.plan import ct_source as whole_ct_source
 
     return whole_ct_source(opts)
 
@@ -144,7 +144,7 @@ def ct_source(opts: Any) -> dict[str, Any]:
 def make_cells(bench: Any, opts: Any) -> list[Cell]:
     from segbench import machine
     from segbench import runtimes as registry
-    from segbench.wholect_bench import loop_protocol
+    from segbench.benchmarks.whole_ct.plan import loop_protocol
 
     ct = ct_source(opts)
     # --runtimes given: every pipeline under each of them; else each under its own
@@ -165,7 +165,7 @@ def make_cells(bench: Any, opts: Any) -> list[Cell]:
                           "warmup": "pass", "estimate_passes": 0}))
     if cells and not getattr(opts, "dry_run", False) and ct["kind"] == "phantom":
         print("phantom CT ...", file=sys.stderr, flush=True)
-        wholect.load_ct(ct)  # made once and cached, not once per cell
+        scan.load_ct(ct)  # made once and cached, not once per cell
     return cells
 
 
@@ -173,6 +173,6 @@ KEYS = ORDER  # the --models names, most important first
 
 
 def nifti_argument(text: str) -> str:
-    from segbench.wholect_bench import nifti_argument as check
+    from segbench.benchmarks.whole_ct.plan import nifti_argument as check
 
     return check(text)

@@ -1,5 +1,5 @@
 """The whole_ct benchmark's matrix: which pipelines run under which runtimes, with which
-weights, on which CT. Its tables are :mod:`segbench.views.whole_ct`'s.
+weights, on which CT. Its tables are :mod:`segbench.benchmarks.whole_ct.view`'s.
 
 A method is a :class:`segbench.catalogue.MethodSpec` (network, pipeline, runtimes, quality
 kind); the matrix is the catalogue's list :data:`segbench.catalogue.METHODS`, most important
@@ -17,7 +17,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
-from segbench import wholect
 from segbench.catalogue import (  # noqa: F401  (METHODS and ALL_RUNTIMES: read by the script)
     ALL_RUNTIMES,
     BEST_2D,
@@ -30,11 +29,12 @@ from segbench.catalogue import (  # noqa: F401  (METHODS and ALL_RUNTIMES: read 
 from segbench.cell import Cell
 from segbench.measure import Protocol
 from segbench.models import ModelSpec
+from segbench.pipelines import scan
 
 QUICK_CT = {"kind": "phantom", "shape": [48, 96, 96], "spacing": [3.0, 3.0, 3.0],
-            "seed": wholect.PHANTOM_SEED}
-FULL_CT = {"kind": "phantom", "shape": list(wholect.PHANTOM_SHAPE),
-           "spacing": list(wholect.PHANTOM_SPACING), "seed": wholect.PHANTOM_SEED}
+            "seed": scan.PHANTOM_SEED}
+FULL_CT = {"kind": "phantom", "shape": list(scan.PHANTOM_SHAPE),
+           "spacing": list(scan.PHANTOM_SPACING), "seed": scan.PHANTOM_SEED}
 CELL_TIMEOUT = 1800.0  # s; an STU-Net loop takes minutes, the harness's default is 600 s
 
 
@@ -91,7 +91,7 @@ def stand_in(method: MethodSpec, why: str) -> MethodSpec:
 
 
 def recipe_3d(quick: bool) -> dict[str, Any]:
-    from segbench.wholect_weights import Recipe3D
+    from segbench.models.nets3d_phantom import Recipe3D
 
     if quick:
         return Recipe3D(steps=3, batch=1, patch=32, volumes=1, grid=(48, 96, 96)).to_dict()
@@ -116,7 +116,7 @@ def model_spec(method: MethodSpec, ct: dict[str, Any], quick: bool) -> ModelSpec
 def nifti_argument(text: str) -> str:
     """argparse type of --input: a readable 3D NIfTI, checked from its header before any work."""
     try:
-        return str(Path(wholect.check_nifti(text)).resolve())
+        return str(Path(scan.check_nifti(text)).resolve())
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -203,7 +203,7 @@ def make_cells(bench: Any, opts: Any) -> list[Cell]:
         raise UsageError(f"--loops must be at least 1, got {loops}")
     # a CT given with --input was checked whole at argument time; what only looks unusual
     # about it (a slab, a head, padded slices) goes into every row
-    unusual = (list(wholect.inspect_nifti(ct["path"]).unusual) if ct["kind"] == "nifti"
+    unusual = (list(scan.inspect_nifti(ct["path"]).unusual) if ct["kind"] == "nifti"
                else [])
     if unusual and not getattr(opts, "dry_run", False):
         print(f"note: unusual CT ({'; '.join(unusual)}); it runs, and its rows say so",
@@ -213,5 +213,5 @@ def make_cells(bench: Any, opts: Any) -> list[Cell]:
     if cells and not getattr(opts, "dry_run", False):
         if ct["kind"] == "phantom":
             print("phantom CT ...", file=sys.stderr, flush=True)
-            wholect.load_ct(ct)  # made once and cached, not once per cell
+            scan.load_ct(ct)  # made once and cached, not once per cell
     return cells

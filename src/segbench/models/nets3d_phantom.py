@@ -77,7 +77,7 @@ def weights_path(name: str, classes: int, recipe: Recipe3D, directory: Path | No
 def training_volumes(recipe: Recipe3D) -> list[tuple[np.ndarray, np.ndarray]]:
     """Normalised (z, y, x) inputs and labels of train-split phantom volumes at 3 mm."""
     from segbench.data.phantom import make_volume, split_seed
-    from segbench.wholect import CT_NORMALISATION
+    from segbench.pipelines.resample import CT_NORMALISATION
 
     out = []
     for i in range(recipe.volumes):
