@@ -19,10 +19,13 @@ from segbench.benchmarks.whole_ct.view import (
     tool_seconds,
 )
 from segbench.catalogue import TOTALSEG_FAST
+
+# the 2D champion's rule and peak probes serve the 3D search too: the winner is the fastest row
+# within DICE_TOLERANCE of the reference; peaks() is the best probe per precision
+from segbench.champion import DICE_TOLERANCE, peaks
 from segbench.results import Record
 from segbench.tables import DASH
 
-DICE_TOLERANCE = 0.01  # the winner: fastest within this much Dice of the FP32 eager reference
 TARGET_VS_TOOL = 5.0  # issue #26: at least 5x faster per CT than the tool --fast --ml
 STEPS = (0.5, 0.8, 1.0)
 TOOL_KEY = "tool"  # the variant with the tool's own settings (the reference's pipeline)
@@ -51,16 +54,6 @@ def champion(records: Sequence[Record]) -> Record | None:
     """The fastest candidate whose labels stay within DICE_TOLERANCE of the reference's."""
     ok = [r for r in search_records(records) if qualifies(r)]
     return min(ok, key=seconds_per_ct) if ok else None
-
-
-def peaks(records: Sequence[Record]) -> dict[str, float]:
-    """Best probe GFLOP/s per precision in this run."""
-    best: dict[str, float] = {}
-    for r in records:
-        if r.family == "probe" and r.ok and r.gflops and r.throughput:
-            prec = r.extra.get("precision", "?")
-            best[prec] = max(best.get(prec, 0.0), r.gflops / r.batch * r.throughput)
-    return best
 
 
 def gflop_per_ct(r: Record) -> float | None:
