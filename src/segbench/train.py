@@ -162,22 +162,32 @@ def train(model: nn.Module, steps: int = 300, batch: int = 8, size: int = 128,
             if logits.shape[1] != classes:
                 raise ValueError(f"model gives {logits.shape[1]} channels, expected {classes}")
             loss = segmentation_loss(logits, torch.from_numpy(labels), organs)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            result.losses.append(float(loss.detach()))
-            if log_every and (step + 1) % log_every == 0:
-                recent = np.mean(result.losses[-log_every:])
-                if shown.disable:  # no terminal: a plain line now and then
-                    print(f"train step {step + 1}/{steps} loss {recent:.4f}", file=sys.stderr)
-                else:
-                    shown.set_postfix_str(f"loss {recent:.4f}", refresh=False)
-            shown.update(1)
+            optimise_step(loss, optimizer, scheduler, result.losses, shown, log_every, "train")
     finally:
         shown.close()
         model.eval()
     return result
+
+
+def optimise_step(loss: torch.Tensor, optimizer: Any, scheduler: Any, losses: list[float],
+                  shown: Any, log_every: int, label: str) -> None:
+    """One optimiser step on ``loss`` and its progress: the loss appended to ``losses``, every
+    ``log_every`` steps the recent mean on the bar (a plain ``label step i/n`` line without a
+    terminal), the bar advanced. Shared by the 2D and 3D phantom training loops."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    scheduler.step()
+    losses.append(float(loss.detach()))
+    step = len(losses)
+    if log_every and step % log_every == 0:
+        recent = np.mean(losses[-log_every:])
+        if shown.disable:  # no terminal: a plain line now and then
+            print(f"{label} step {step}/{shown.total} loss {recent:.4f}", file=sys.stderr,
+                  flush=True)
+        else:
+            shown.set_postfix_str(f"loss {recent:.4f}", refresh=False)
+    shown.update(1)
 
 
 def _labels_of(output: Any, classes: int) -> np.ndarray:

@@ -16,7 +16,6 @@ an explicit step before any cell, so this is a fallback).
 
 from __future__ import annotations
 
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,13 @@ from torch import nn
 
 from segbench import progress
 from segbench.data.phantom import WIDE_HEAD_ORGANS
-from segbench.train import WEIGHTS_DIR, load_weights, save_weights, segmentation_loss
+from segbench.train import (
+    WEIGHTS_DIR,
+    load_weights,
+    optimise_step,
+    save_weights,
+    segmentation_loss,
+)
 
 TRAINABLE = ("totalseg-3mm",)
 
@@ -112,19 +117,7 @@ def train_3d(model: nn.Module, recipe: Recipe3D, log_every: int = 20) -> list[fl
             x = torch.from_numpy(np.stack(xs))[:, None]
             y = torch.from_numpy(np.stack(ys))
             loss = segmentation_loss(model(x), y, recipe.organs)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            losses.append(float(loss.detach()))
-            if log_every and (step + 1) % log_every == 0:
-                recent = np.mean(losses[-log_every:])
-                if shown.disable:  # no terminal: a plain line now and then
-                    print(f"train 3d step {step + 1}/{recipe.steps} loss {recent:.4f}",
-                          file=sys.stderr, flush=True)
-                else:
-                    shown.set_postfix_str(f"loss {recent:.4f}", refresh=False)
-            shown.update(1)
+            optimise_step(loss, opt, sched, losses, shown, log_every, "train 3d")
     finally:
         shown.close()
         model.eval()
