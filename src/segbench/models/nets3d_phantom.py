@@ -106,7 +106,7 @@ def train_3d(model: nn.Module, recipe: Recipe3D, log_every: int = 20) -> list[fl
     shown = progress.bar(recipe.steps, f"train 3d {p}^3", "steps", quiet=not log_every)
     model.train()
     try:
-        for step in range(recipe.steps):
+        for _ in range(recipe.steps):
             xs, ys = [], []
             for _ in range(recipe.batch):
                 image, labels = data[rng.integers(len(data))]
