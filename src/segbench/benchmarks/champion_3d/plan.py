@@ -120,14 +120,17 @@ def make_cells(bench: Any, opts: Any) -> list[Cell]:
     from segbench.pipelines import scan
 
     ct = ct_source(opts)
-    info = scan.load_ct(ct) if ct["kind"] == "phantom" else scan.read_nifti(ct["path"])
+    if ct["kind"] == "phantom":
+        shape, spacing = ct["shape"], ct["spacing"]
+    else:  # checked whole while the command line was parsed; the check is cached
+        check = scan.inspect_nifti(ct["path"])
+        shape, spacing = check.shape, check.spacing
     tool = tool_pipeline(opts.quick)
-    grid = tool.grid(info.shape, info.spacing)
+    grid = tool.grid(shape, spacing)
     runtimes = tuple(r for r in RUNTIMES if r in opts.runtimes)
     focus = tuple(r for r in FOCUS if r in opts.runtimes) or (REFERENCE_RUNTIME,)
     candidates = [c for c in search(grid, opts.quick, runtimes, focus)
                   if c.is_reference or c.runtime in opts.runtimes]
-    reference_method = method_of(candidates[0])
     reference = None
     cells = []
     for c in candidates:
@@ -143,7 +146,8 @@ def make_cells(bench: Any, opts: Any) -> list[Cell]:
             cell.extra["tag"] += "," + ",".join(f"{k}={v}" for k, v in c.options)
             cell.extra["options"] = dict(c.options)
         cells.append(cell)
-    assert reference_method.key == "3d-tool"
+    if not getattr(opts, "dry_run", False) and ct["kind"] == "phantom":
+        scan.load_ct(ct)  # made once and cached here, not once per cell
     if opts.quick:
         return cells
     # the 2D champion in the same run: random weights (speed does not depend on them), its
