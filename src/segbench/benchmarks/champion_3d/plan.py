@@ -114,8 +114,8 @@ def make_cells(bench: Any, opts: Any) -> list[Cell]:
 
     from segbench import machine
     from segbench import runtimes as registry
-    from segbench.benchmarks.this_cpu.plan import champion_choices
-    from segbench.benchmarks.whole_ct.plan import ct_source, loop_cell, loop_protocol
+    from segbench.benchmarks.this_cpu.plan import champion_choices, choice_cell
+    from segbench.benchmarks.whole_ct.plan import ct_source, loop_cell
     from segbench.models import ModelSpec
     from segbench.pipelines import scan
 
@@ -154,16 +154,9 @@ def make_cells(bench: Any, opts: Any) -> list[Cell]:
     # recipe from a champion results file, named in the row; with its exact output path when
     # the champion's is coarse (real CT punishes coarse paths: the real_ct benchmark)
     for choice in champion_choices(Path(opts.out).resolve(), machine.slug()):
-        pipe = choice.pipeline
-        cells.append(Cell(
-            benchmark=bench.name, model=choice.spec(), runtime=choice.runtime,
-            shape=(pipe.batch, 3, 1, 1), threads=opts.threads,
-            protocol=loop_protocol(1, False), fidelity=False,
-            extra={"method": f"2d-{choice.key}", "title": choice.title,
-                   "source": choice.source, "tag": f"2d-{choice.key}", "stage": "2d"},
-            scenario={"kind": "whole_ct", "ct": ct, "pipeline": pipe.to_dict(),
-                      "quality": "none", "calibration": 8, "warmup": "loop",
-                      "estimate_passes": 2}))
+        cells.append(choice_cell(bench, opts, choice, choice.runtime, ct,
+                                 method=f"2d-{choice.key}", warmup="loop", estimate_passes=2,
+                                 extra={"stage": "2d"}))
     from segbench import champion
 
     for runtime in PROBE_RUNTIMES:

@@ -141,10 +141,28 @@ def ct_source(opts: Any) -> dict[str, Any]:
     return whole_ct_source(opts)
 
 
+def choice_cell(bench: Any, opts: Any, c: Choice, runtime: str, ct: dict[str, Any], *,
+                method: str | None = None, warmup: str = "pass", estimate_passes: int = 0,
+                extra: dict[str, Any] | None = None) -> Cell:
+    """One whole-CT loop of a chosen pipeline with random weights, timed once; no quality is
+    measured (it is quoted from other runs). champion_3d times the 2D champion with it too."""
+    from segbench.benchmarks.whole_ct.plan import loop_protocol
+
+    pipe = c.pipeline
+    shape = (pipe.batch, 3, 1, 1) if pipe.kind == "2d" else (1, 1, *pipe.patch)
+    key = method or c.key
+    return Cell(
+        benchmark=bench.name, model=c.spec(), runtime=runtime, shape=shape,
+        threads=opts.threads, protocol=loop_protocol(1, opts.quick), fidelity=False,
+        extra={"method": key, "title": c.title, "source": c.source, "tag": key, **(extra or {})},
+        scenario={"kind": "whole_ct", "ct": ct, "pipeline": pipe.to_dict(),
+                  "quality": "none", "calibration": 4 if opts.quick else 8,
+                  "warmup": warmup, "estimate_passes": estimate_passes})
+
+
 def make_cells(bench: Any, opts: Any) -> list[Cell]:
     from segbench import machine
     from segbench import runtimes as registry
-    from segbench.benchmarks.whole_ct.plan import loop_protocol
 
     ct = ct_source(opts)
     # --runtimes given: every pipeline under each of them; else each under its own
@@ -153,16 +171,8 @@ def make_cells(bench: Any, opts: Any) -> list[Cell]:
     for c in choices(Path(opts.out).resolve(), machine.slug(), opts.quick):
         if c.key not in opts.models:
             continue
-        pipe = c.pipeline
-        shape = (pipe.batch, 3, 1, 1) if pipe.kind == "2d" else (1, 1, *pipe.patch)
         for runtime in (opts.runtimes if explicit else [c.runtime]):
-            cells.append(Cell(
-                benchmark=bench.name, model=c.spec(), runtime=runtime, shape=shape,
-                threads=opts.threads, protocol=loop_protocol(1, opts.quick), fidelity=False,
-                extra={"method": c.key, "title": c.title, "source": c.source, "tag": c.key},
-                scenario={"kind": "whole_ct", "ct": ct, "pipeline": pipe.to_dict(),
-                          "quality": "none", "calibration": 4 if opts.quick else 8,
-                          "warmup": "pass", "estimate_passes": 0}))
+            cells.append(choice_cell(bench, opts, c, runtime, ct))
     if cells and not getattr(opts, "dry_run", False) and ct["kind"] == "phantom":
         print("phantom CT ...", file=sys.stderr, flush=True)
         scan.load_ct(ct)  # made once and cached, not once per cell
