@@ -177,7 +177,9 @@ def answer(results_dir: Path, slug: str | None = None) -> str:
         ratio = "?" if info["ratio"] is None else f"{info['ratio']:.2f}x"
         ref = reference_of_baseline(records)
         out.append(_wrap(
-            f"Per 512x512 slice (`champion`): {info['network']} + FPN {info['width']} under "
+            f"Per 512x512 slice (`champion`, "
+            f"{files['champion'].machine.get('microarchitecture') or 'its machine'}): "
+            f"{info['network']} + FPN {info['width']} under "
             f"`{info['runtime']}` gives {info['slices_per_s']:.1f} slices/s, {ratio} the "
             f"original recipe's {base.throughput:.1f} in the same run, Dice "
             f"{num(info['dice'], 3)} against the original's {num(ref, 3)}."))
