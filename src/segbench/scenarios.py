@@ -135,9 +135,21 @@ class WholeCT(Forward):
         return self._loop().evaluate(cell, call)
 
 
+class Cohort(WholeCT):
+    """A folder of CTs through one pipeline, network loaded once; one timed call = the whole
+    cohort (``segbench.pipelines.cohort``)."""
+
+    def _loop(self) -> Any:
+        if self._impl is None:
+            from segbench.pipelines.cohort import CohortScenario
+
+            self._impl = CohortScenario()
+        return self._impl
+
+
 SCENARIOS: dict[str, Forward] = {"forward": Forward(), "sliding_window": SlidingWindow(),
                                  "phantom_input": PhantomInput(), "phantom_dice": PhantomDice(),
-                                 "whole_ct": WholeCT()}
+                                 "whole_ct": WholeCT(), "cohort": Cohort()}
 
 
 def get(cell: Any) -> Forward:

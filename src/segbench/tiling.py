@@ -47,15 +47,21 @@ def tile_count(image_shape: Sequence[int], patch: Sequence[int], step: float) ->
 
 
 
-def mirror_axes(dims: int, mirror: bool) -> list[tuple[int, ...]]:
+def mirror_axes(dims: int, mirror: bool | Sequence[int]) -> list[tuple[int, ...]]:
     """Spatial axes (of a (1, C, *spatial) tensor) flipped in each test-time-augmented pass.
 
     With mirroring every subset of the spatial axes is flipped once, the empty one included:
-    2^dims passes per tile (8 in 3D, 4 in 2D). Without, one pass.
+    2^dims passes per tile (8 in 3D, 4 in 2D). Without, one pass. ``mirror`` may also name
+    the spatial axes (0-based, as an nnU-Net checkpoint's allowed mirroring axes): every
+    subset of those.
     """
-    axes = range(2, 2 + dims)
     if not mirror:
         return [()]
+    if mirror is True:
+        axes: Sequence[int] = range(2, 2 + dims)
+    else:
+        axes = [2 + int(a) for a in mirror]  # type: ignore[union-attr]
+        dims = len(axes)
     return [combo for r in range(dims + 1) for combo in itertools.combinations(axes, r)]
 
 

@@ -109,8 +109,8 @@ ACCUMULATOR_DTYPES = {"float16": torch.float16, "float32": torch.float32}
 WEIGHT_SCALE = 10.0  # nnU-Net scales the Gaussian to a maximum of 10 before casting it
 
 
-def _accumulator_weights(patch: Sequence[int], use_gaussian: bool, dtype: torch.dtype
-                         ) -> torch.Tensor:
+def _accumulator_weights(patch: Sequence[int], use_gaussian: bool, dtype: torch.dtype,
+                         weights: torch.Tensor | None = None) -> torch.Tensor:
     """The tile weights in the accumulator's dtype, no zero among them.
 
     nnU-Net's predictor scales the Gaussian to a maximum of 10, casts it to the accumulator's
@@ -120,7 +120,13 @@ def _accumulator_weights(patch: Sequence[int], use_gaussian: bool, dtype: torch.
     """
     if not use_gaussian:
         return torch.ones(tuple(patch), dtype=dtype)
-    weight = (gaussian_importance_map(patch) * WEIGHT_SCALE).to(dtype)
+    if weights is not None:  # a map made elsewhere (nnU-Net's own, for a model folder)
+        if tuple(weights.shape) != tuple(patch):
+            raise ValueError(f"weights of shape {tuple(weights.shape)}; the patch is "
+                             f"{tuple(patch)}")
+        weight = weights.to(dtype)
+    else:
+        weight = (gaussian_importance_map(patch) * WEIGHT_SCALE).to(dtype)
     return torch.where(weight > 0, weight, weight[weight > 0].min())
 
 
@@ -137,8 +143,10 @@ class _NoStages:
 def sliding_window_predict(predict: Callable[[torch.Tensor], Any],
                            volume: torch.Tensor | np.ndarray,
                            patch: Sequence[int], step: float, num_classes: int,
-                           mirror: bool = False, use_gaussian: bool = True,
-                           accumulate: str = "float16", stages: Any = None) -> torch.Tensor:
+                           mirror: bool | Sequence[int] = False, use_gaussian: bool = True,
+                           accumulate: str = "float16", stages: Any = None,
+                           weights: torch.Tensor | None = None, round_once: bool = False
+                           ) -> torch.Tensor:
     """nnU-Net's sliding-window inference of ``volume`` (C_in, *spatial) -> (classes, *spatial).
 
     ``predict`` maps a float32 (1, C_in, *patch) tensor to (1, num_classes, *patch) logits
@@ -152,7 +160,14 @@ def sliding_window_predict(predict: Callable[[torch.Tensor], Any],
     predictor allocates them (half the memory of float32 over a grid of up to 118 classes;
     the result is float16 too), or "float32". ``stages`` (a ``measure.StageClock``) splits the
     time into "predict" (the network calls, mirroring included) and "accumulate" (weighting,
-    adding into the accumulators, the final division).
+    adding into the accumulators, the final division). ``mirror`` True mirrors over every
+    spatial axis, a sequence over those axes only (0-based). ``weights``: the importance map to
+    use instead of this module's Gaussian (nnU-Net's own for a model folder's pipeline).
+    ``round_once``: a float16 accumulator takes each weighted tile with one rounding, as
+    nnU-Net's predictor adds its float32 product into its half buffer (bit-identical
+    accumulators; the default rounds the product to float16 first, which differs in the last
+    bit now and then and costs about half as much: PyTorch's in-place add of float32 into
+    float16 takes a slow path, 25x slower, so one rounding is done through a float32 buffer).
     """
     if accumulate not in ACCUMULATOR_DTYPES:
         raise ValueError(f"accumulate must be one of {', '.join(ACCUMULATOR_DTYPES)}, "
@@ -170,13 +185,15 @@ def sliding_window_predict(predict: Callable[[torch.Tensor], Any],
     x = F.pad(x, [p for pair in reversed(pads) for p in pair])
     padded = tuple(x.shape[1:])
 
-    weight = _accumulator_weights(patch, use_gaussian, dtype)
+    weight = _accumulator_weights(patch, use_gaussian, dtype, weights)
     weight_f32 = weight.float()
     logits = torch.zeros((num_classes, *padded), dtype=dtype)
     weight_sum = torch.zeros(padded, dtype=dtype)
     expected = (1, num_classes, *patch)
     weighted = torch.empty((num_classes, *patch), dtype=torch.float32)
-    weighted_acc = weighted if dtype == torch.float32 else torch.empty_like(weighted, dtype=dtype)
+    exact = round_once and dtype != torch.float32
+    weighted_acc = (torch.empty_like(weighted) if exact else
+                    weighted if dtype == torch.float32 else torch.empty_like(weighted, dtype=dtype))
     for starts in itertools.product(*tile_grid(padded, patch, step)):
         window = tuple(slice(s, s + p) for s, p in zip(starts, patch))
         tile = x[(slice(None), *window)].unsqueeze(0)
@@ -185,10 +202,16 @@ def sliding_window_predict(predict: Callable[[torch.Tensor], Any],
         with stages.stage("accumulate"):
             # weighted in float32, added into the accumulator's dtype (nnU-Net's order)
             # into buffers made once, not two fresh ones per tile (0.75 GB float32 and half
-            # that in float16 for the 118-class --fast network); same order and rounding
+            # that in float16 for the 118-class --fast network)
             torch.mul(pred[0], weight_f32, out=weighted)
-            weighted_acc.copy_(weighted)
-            logits[(slice(None), *window)] += weighted_acc
+            target = logits[(slice(None), *window)]
+            if exact:  # float32 sum, one rounding into float16
+                weighted_acc.copy_(target)
+                weighted_acc += weighted
+                target.copy_(weighted_acc)
+            else:  # rounded to the accumulator's dtype, then added
+                weighted_acc.copy_(weighted)
+                target += weighted_acc
             weight_sum[window] += weight
     with stages.stage("accumulate"):
         logits /= weight_sum

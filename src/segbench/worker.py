@@ -44,6 +44,8 @@ def blank_record(cell: Cell) -> Record:
 
 
 def _weights_label(cell: Cell) -> str:
+    if cell.model.family == "nnunet-folder":
+        return "the model folder's checkpoint"
     recipe = cell.model.options.get("train")
     if not recipe:
         return "random"
@@ -101,6 +103,8 @@ def estimate_memory(cell: Cell) -> dict[str, int] | None:
             voxels *= n
         width = 4 if scenario.get("accumulate", "float16") == "float32" else 2
         estimate["scenario_bytes"] = voxels * (volume[0] * 4 + (spec.classes + 1) * width)
+    elif "scenario_bytes" in scenario:  # a plan that estimated its own buffers (own_model)
+        estimate["scenario_bytes"] = int(scenario["scenario_bytes"])
     streams = int(cell.extra.get("streams", 1) or 1)
     if streams > 1:
         estimate["streams"] = streams
@@ -134,8 +138,8 @@ def run_cell(cell: Cell) -> Record:
     torch.set_num_threads(cell.threads)
     runtime = runtimes.get(cell.runtime)
     record.extra["precision"] = runtime.precision
-    reason = runtime.unavailable_reason()
-    if reason:
+    reason = runtime.unavailable_reason() or cell.extra.get("budget_refused")
+    if reason:  # a runtime this machine lacks, or a pipeline over the user's memory budget
         record.status, record.reason = "skipped", reason
         return record
 

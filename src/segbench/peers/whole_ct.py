@@ -41,11 +41,15 @@ class _PeersFlag(argparse.Action):
         setattr(namespace, self.dest, True)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_flag(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--peers``, refused at parse time when the peers group is missing."""
     parser.add_argument("--peers", action=_PeersFlag, nargs=0, default=False,
-                        help="also run the real TotalSegmentator (--fast --ml, --fast, "
-                             "--fastest --ml) on the same CT, with planted random weights; "
-                             f"needs '{install.INSTALL_COMMAND}'")
+                        help=f"{what}; needs '{install.INSTALL_COMMAND}'")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_flag(parser, "also run the real TotalSegmentator (--fast --ml, --fast, --fastest "
+                     "--ml) on the same CT, with planted random weights")
     parser.add_argument("--peer-repeats", type=int, default=None, metavar="N",
                         help="runs of each peer command (default 2; 1 with --quick)")
 

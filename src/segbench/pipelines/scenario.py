@@ -98,11 +98,29 @@ class LoopScenario:
         return self._cts[key]
 
     @staticmethod
-    def pipeline(cell: Any) -> Pipeline:
-        return Pipeline.from_dict(cell.scenario["pipeline"])
+    def pipeline(cell: Any) -> Any:
+        """The cell's pipeline: the project's (:class:`Pipeline`) or a model folder's
+        (kind "nnunet": :class:`segbench.pipelines.nnunet.NnunetPipeline`)."""
+        data = cell.scenario["pipeline"]
+        if data.get("kind") == "nnunet":
+            from segbench.pipelines.nnunet import NnunetPipeline
+
+            return NnunetPipeline.from_dict(data)
+        return Pipeline.from_dict(data)
+
+    @staticmethod
+    def _nnunet(pipe: Any) -> Any:
+        """The model-folder pipeline module for a kind "nnunet" pipeline, else None."""
+        if pipe.kind != "nnunet":
+            return None
+        from segbench.pipelines import nnunet
+
+        return nnunet
 
     def example(self, cell: Any) -> torch.Tensor:
-        x = example_pass(self.ct(cell), self.pipeline(cell))
+        pipe = self.pipeline(cell)
+        own = self._nnunet(pipe)
+        x = (own.example_pass if own else example_pass)(self.ct(cell), pipe)
         self._examples[cell.key] = x
         return x
 
@@ -111,10 +129,12 @@ class LoopScenario:
 
         if runtimes.get(cell.runtime).precision != "int8":
             return {}
-        ct = self.ct(cell)
+        ct, pipe = self.ct(cell), self.pipeline(cell)
         count = int(cell.scenario.get("calibration", 8))
-        arrays = calibration_passes(ct, self.pipeline(cell), count,
-                                    phantom=cell.scenario["ct"]["kind"] == "phantom")
+        own = self._nnunet(pipe)
+        arrays = (own.calibration_passes(ct, pipe, count) if own else
+                  calibration_passes(ct, pipe, count,
+                                     phantom=cell.scenario["ct"]["kind"] == "phantom"))
         return {"calibration_inputs": arrays}
 
     def workload(self, cell: Any, example: torch.Tensor) -> Callable[[Call], Callable[[], Any]]:
@@ -122,6 +142,8 @@ class LoopScenario:
 
         ct, pipe = self.ct(cell), self.pipeline(cell)
         log = self._logs[cell.key] = LoopLog()
+        own = self._nnunet(pipe)
+        run_pipeline = own.run if own else run
 
         warm_pass = [cell.scenario.get("warmup") == "pass"]
 
@@ -133,7 +155,7 @@ class LoopScenario:
                 log.labels = None  # the previous loop's labels do not count in this peak
                 stages = StageClock()
                 log.peak_reset = reset_peak_rss()
-                labels = run(call, ct, pipe, stages)
+                labels = run_pipeline(call, ct, pipe, stages)
                 log.peak_rss = machine.peak_rss_bytes()
                 log.stages, log.labels = dict(stages.seconds), labels
                 log.loops += 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from segbench import champion, tables
 from segbench.benchmarks.champion_3d import view as champion_3d
+from segbench.benchmarks.own_model import view as own_model
 from segbench.benchmarks.this_cpu import view as this_cpu
 from segbench.benchmarks.whole_ct import view as whole_ct
 from segbench.realct.view import tables as real_ct_tables
@@ -44,6 +45,8 @@ _VIEWS = (
          trained=True),
     View("quantization", "Encoder + FPN across runtimes and precisions",
          tables=_quantization_tables, trained=True),
+    View("own_model", "Your own nnU-Net model folder on this CPU: per CT and per cohort",
+         tables=own_model.tables, tradeoff=False),
     View("real_ct", "Quality on real CT: grid ceilings and trained methods per organ",
          tables=lambda view, results: real_ct_tables(results), tradeoff=False),
     View("scaling", "Latency mode versus throughput mode: threads x parallel streams",

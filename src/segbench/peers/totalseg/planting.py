@@ -92,3 +92,22 @@ def plant_home(home: Path, modes: Sequence[str] = ("fast", "fastest"),
     earlier = json.loads((home / PLANTED).read_text()) if (home / PLANTED).exists() else {}
     (home / PLANTED).write_text(json.dumps({**earlier, **planted}, indent=2))
     return planted
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m segbench.peers.totalseg.planting HOME [--mode fast]``: plant a home and print
+    the model folder of each mode (an nnU-Net v2 model folder own_model can run)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m segbench.peers.totalseg.planting",
+                                     description=main.__doc__)
+    parser.add_argument("home", type=Path)
+    parser.add_argument("--mode", action="append", choices=sorted(NETWORKS))
+    args = parser.parse_args(argv)
+    for mode, info in plant_home(args.home, modes=args.mode or ["fast"]).items():
+        print(f"{mode}: {info['model_dir']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,155 @@
+"""How the own_model benchmark is shown: per CT, nnU-Net's own predictor and command beside the
+project's loop under each runtime (seconds by stage, peak memory, Dice against the predictor's
+labels); per cohort, seconds per CT (median, p90), CTs per hour and machine-hours per 1,000
+CTs. Results only: no torch, no engine."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from tabulate import tabulate
+
+from segbench.benchmarks.whole_ct.view import _gib, _secs
+from segbench.results import Record
+from segbench.tables import DASH
+
+DICE_FLOOR = 0.99  # plan.DICE_FLOOR (the view never imports the plan)
+STAGES = ("preprocess", "predict", "accumulate", "resample back", "nnU-Net predictor")
+
+
+def per_ct_records(records: Sequence[Record]) -> list[Record]:
+    return [r for r in records if r.extra.get("method") in ("predictor", "loop-nnunet-back",
+                                                            "loop")
+            or r.key == "command:nnunet:one"]
+
+
+def seconds(r: Record) -> float | None:
+    """Seconds per CT: the timed loop, or a command's median run."""
+    if not r.ok or not r.timing:
+        return None
+    if "latency_p50_ms" in r.timing:
+        return r.timing["latency_p50_ms"] / 1e3
+    return r.timing["median_s"] / max(1, int(r.extra.get("cts", 1)))
+
+
+def predictor_seconds(records: Sequence[Record]) -> float | None:
+    ref = next((r for r in records if r.extra.get("method") == "predictor"), None)
+    return seconds(ref) if ref else None
+
+
+def dice(r: Record) -> float | None:
+    if r.extra.get("method") == "predictor":
+        return 1.0 if r.ok else None
+    return r.extra.get("dice_vs_eager")
+
+
+def title(r: Record) -> str:
+    return str(r.extra.get("display") or r.extra.get("title") or r.model)
+
+
+def peak(r: Record) -> str:
+    if r.extra.get("loop_peak_rss_bytes"):
+        return _gib(r.extra["loop_peak_rss_bytes"])
+    tree = (r.memory or {}).get("peak_rss_tree_mb")
+    return _gib(int(tree * 2**20)) + " (tree)" if tree else DASH
+
+
+def verdict(r: Record) -> str:
+    d = dice(r)
+    if not r.ok:
+        return f"{r.status}: {r.reason}"
+    if d is None:
+        return "no labels to compare"
+    return "agrees" if d >= DICE_FLOOR else f"differs (Dice < {DICE_FLOOR})"
+
+
+PER_CT_HEADERS = ["pipeline", "runtime", "s / CT", "preprocess s", "network + blend s",
+                  "back s", "peak memory", "estimated peak", "Dice vs nnUNetPredictor",
+                  "vs nnUNetPredictor", "verdict"]
+
+
+def per_ct_rows(records: Sequence[Record]) -> list[list[str]]:
+    base = predictor_seconds(records)
+    rows = []
+    for r in per_ct_records(records):
+        s = seconds(r)
+        st = r.extra.get("stages_s") or {}
+        network = (st.get("predict", 0.0) + st.get("accumulate", 0.0)) if st else None
+        d = dice(r)
+        rows.append([title(r), r.runtime, _secs(s),
+                     _secs(st.get("preprocess")) if "preprocess" in st else DASH,
+                     _secs(network) if network else DASH,
+                     _secs(st.get("resample back")) if "resample back" in st else DASH,
+                     peak(r), _gib(r.extra.get("estimated_peak_bytes")),
+                     DASH if d is None else f"{d:.4f}",
+                     f"{base / s:.2f}x" if base and s else DASH, verdict(r)])
+    return rows
+
+
+COHORT_HEADERS = ["cohort pipeline", "runtime", "CTs", "median s / CT", "p90 s / CT",
+                  "CTs per hour", "machine-hours per 1,000 CTs", "peak memory"]
+
+
+def cohort_records(records: Sequence[Record]) -> list[Record]:
+    return [r for r in records if r.extra.get("cohort") or r.extra.get("method") == "cohort"]
+
+
+def cts_per_hour(r: Record) -> float | None:
+    if not r.ok:
+        return None
+    return r.extra.get("cts_per_hour")
+
+
+def cohort_rows(records: Sequence[Record]) -> list[list[str]]:
+    rows = []
+    for r in cohort_records(records):
+        rate = cts_per_hour(r)
+        rows.append([title(r), r.runtime, str(r.extra.get("cts", DASH)),
+                     _secs(r.extra.get("median_ct_s")), _secs(r.extra.get("p90_ct_s")),
+                     DASH if not rate else f"{rate:.0f}",
+                     DASH if not rate else f"{1000.0 / rate:.1f}",
+                     peak(r) if r.ok else f"{r.status}: {r.reason}"])
+    return rows
+
+
+def best_cohort(records: Sequence[Record]) -> Record | None:
+    ok = [r for r in cohort_records(records) if cts_per_hour(r)]
+    return max(ok, key=cts_per_hour) if ok else None
+
+
+def headline(records: Sequence[Record]) -> list[str]:
+    out = []
+    base = predictor_seconds(records)
+    loops = [r for r in per_ct_records(records)
+             if r.extra.get("method", "").startswith("loop") and seconds(r)
+             and (dice(r) or 0) >= DICE_FLOOR]
+    if base and loops:
+        best = min(loops, key=seconds)
+        out.append(f"Fastest pipeline that agrees with nnUNetPredictor (Dice "
+                   f"{dice(best):.4f}): {title(best)} under {best.runtime}, "
+                   f"{seconds(best):.1f} s per CT against the predictor's {base:.1f} s "
+                   f"({base / seconds(best):.2f}x).")
+    best = best_cohort(records)
+    if best is not None:
+        rate = cts_per_hour(best)
+        out.append(f"Cohort: {rate:.0f} CTs per hour on this machine ({title(best)}, "
+                   f"{best.runtime}): {1000.0 / rate:.1f} machine-hours per 1,000 such CTs.")
+    return out
+
+
+def tables(view: Any, results: Any) -> list[tuple[str, str]]:
+    records = results.records
+    parts = []
+    lines = headline(records)
+    if lines:
+        parts.append(("", " ".join(lines)))
+    rows = per_ct_rows(records)
+    if rows:
+        parts.append(("One CT: nnU-Net's own predictor and command, and the project's loop "
+                      "under each runtime", tabulate(rows, PER_CT_HEADERS, tablefmt="github")))
+    rows = cohort_rows(records)
+    if rows:
+        parts.append(("A cohort: the network loaded once (without and with the next CT read "
+                      "during the current one), nnU-Net's folder mode, the tool per file",
+                      tabulate(rows, COHORT_HEADERS, tablefmt="github")))
+    return parts
