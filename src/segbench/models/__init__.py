@@ -31,6 +31,7 @@ FAMILY_MODULES = {
     "3d-phantom": "segbench.models.nets3d_phantom",  # a "3d" network trained on CT phantoms
     "fpn-labels": "segbench.models.pipeline",
     "probe": "segbench.models.pipeline",
+    "onnx-file": "segbench.models.onnx_file",  # a user's ONNX file (a stand-in; see there)
 }
 
 
