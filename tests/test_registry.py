@@ -67,7 +67,8 @@ def test_a_new_runtime_is_listed_runs_and_reaches_the_recommendations(fake_runti
 
 def test_options_are_declared_and_checked():
     assert runtimes.option_names("ort-int8") == ["exporter", "calibration",
-                                                 "calibration_inputs", "activation"]
+                                                 "calibration_inputs", "activation",
+                                                 "onnx_file"]
     with pytest.raises(ValueError, match="runtime 'ort-int8' has no option 'calibraton'; "
                                          "it takes: exporter, calibration"):
         runtimes.check_options("ort-int8", {"calibraton": 8})

@@ -148,6 +148,13 @@ class Pipeline:
     "full" runs here: the network's own upsample, then argmax). ``kind`` "3d": sliding window
     at ``spacing_mm`` with ``patch`` / ``step`` / ``mirror``, ``accumulate`` dtype, and ``back``
     ("nearest" or "probabilities").
+
+    A 2D pipeline around a user's own network (an ONNX file) carries that network's input:
+    ``windows`` (centre, width) in HU, one per input channel, each clipped and scaled to [0, 1]
+    (None: the project's display windows, ``data.phantom.to_input``); ``size`` (y, x) the
+    slices are resized to, bilinearly, with the logits resized back to the CT's plane before
+    the argmax (None: the CT's own plane, padded to the 2D networks' multiple). Both are left
+    out of :meth:`to_dict` when None, so the project's own pipelines keep their keys.
     """
 
     kind: str
@@ -161,10 +168,16 @@ class Pipeline:
     mirror: bool = False
     accumulate: str = "float16"
     back: str = "nearest"
+    windows: tuple[tuple[float, float], ...] | None = None  # 2D: (centre, width) per channel
+    size: tuple[int, int] | None = None  # 2D: (y, x) the slices are resized to
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["patch"] = list(self.patch) if self.patch else None
+        for name in ("windows", "size"):  # absent unless set: existing keys stay as they were
+            value = data.pop(name)
+            if value is not None:
+                data[name] = [list(v) for v in value] if name == "windows" else list(value)
         return data
 
     @classmethod
@@ -172,6 +185,10 @@ class Pipeline:
         data = dict(data)
         if data.get("patch"):
             data["patch"] = tuple(data["patch"])
+        if data.get("windows"):
+            data["windows"] = tuple(tuple(float(v) for v in w) for w in data["windows"])
+        if data.get("size"):
+            data["size"] = tuple(int(v) for v in data["size"])
         return cls(**data)
 
     @classmethod
@@ -182,6 +199,8 @@ class Pipeline:
 
     @property
     def input_channels(self) -> int:
+        if self.windows:
+            return len(self.windows)
         return 3 if self.kind == "2d" else 1
 
     def grid(self, ct_shape: Sequence[int], spacing: Sequence[float]) -> tuple[int, ...]:

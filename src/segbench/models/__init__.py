@@ -32,6 +32,7 @@ FAMILY_MODULES = {
     "fpn-labels": "segbench.models.pipeline",
     "probe": "segbench.models.pipeline",
     "nnunet-folder": "segbench.models.nnunet_folder",  # a user's nnU-Net v2 model folder
+    "onnx-file": "segbench.models.onnx_file",  # a user's ONNX file (a stand-in; see there)
 }
 
 

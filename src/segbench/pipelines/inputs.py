@@ -24,7 +24,8 @@ def example_pass(ct: CT, pipe: Pipeline) -> torch.Tensor:
     from segbench.measure import StageClock  # only for the stage names' sake
 
     if pipe.kind == "2d":
-        return slice_batch(ct.hu, max(0, ct.shape[0] // 2 - pipe.batch // 2), pipe.batch)
+        return slice_batch(ct.hu, max(0, ct.shape[0] // 2 - pipe.batch // 2), pipe.batch,
+                           pipe.windows, pipe.size)
     x = preprocess_3d(ct, pipe, StageClock())
     return centre_tile(x, pipe.patch)
 
@@ -49,7 +50,8 @@ def calibration_passes(ct: CT, pipe: Pipeline, count: int, phantom: bool) -> lis
         ct = CT(source.astype(np.float32), ct.spacing)
     if pipe.kind == "2d":
         firsts = np.linspace(0, max(0, ct.shape[0] - pipe.batch), count).astype(int)
-        return [slice_batch(ct.hu, int(f), pipe.batch).numpy() for f in firsts]
+        return [slice_batch(ct.hu, int(f), pipe.batch, pipe.windows, pipe.size).numpy()
+                for f in firsts]
     from segbench.measure import StageClock
 
     assert pipe.patch is not None

@@ -7,7 +7,10 @@ are the complete loops a user runs, so a benchmark can time them as one call:
 - **2D slice-wise**: every axial slice through the display windows the 2D networks were
   trained with (``data.phantom.to_input``), in batches of a fixed size (the last one padded,
   since exported runtimes take one static shape), network, argmax, stacked into the volume.
-  2D networks see the CT's own grid: no resampling.
+  2D networks see the CT's own grid: no resampling. A user's own network (an ONNX file)
+  brings its own input instead (``Pipeline.windows``: (centre, width) per channel, scaled to
+  [0, 1]; ``Pipeline.size``: slices resized bilinearly to the size it takes, its logits
+  resized back bilinearly before the argmax).
 - **3D sliding window** (TotalSegmentator / nnU-Net / STU-Net): resample to the network's
   isotropic spacing (cubic spline, as TotalSegmentator resamples the image), nnU-Net's CT
   normalisation, sliding window with Gaussian blending and float16 accumulators
@@ -40,6 +43,7 @@ from segbench.pipelines.resample import (
     resample_image,
 )
 from segbench.pipelines.scan import AIR_HU, CT, padded_plane
+from segbench.pipelines.windowing import labels_resized, resize_slices, windowed
 
 Call = Callable[[torch.Tensor], Any]
 
@@ -50,20 +54,28 @@ def _logits(out: Any) -> torch.Tensor:
     return out if isinstance(out, torch.Tensor) else torch.from_numpy(np.asarray(out))
 
 
-def slice_batch(hu: np.ndarray, first: int, batch: int) -> torch.Tensor:
+def slice_batch(hu: np.ndarray, first: int, batch: int,
+                windows: Sequence[Sequence[float]] | None = None,
+                size: Sequence[int] | None = None) -> torch.Tensor:
     """Slices first .. first + batch - 1 through the training windows, (batch, 3, y, x); a
     short last batch is padded with copies of its last slice (dropped after the call), and
     slices whose size is not a multiple of the networks' stride are padded with air below and
-    to the right (cropped from the labels; a no-op for 512 x 512)."""
+    to the right (cropped from the labels; a no-op for 512 x 512).
+
+    A user's network's input instead (``Pipeline.windows`` / ``Pipeline.size``): with ``size``
+    the slices are resized bilinearly to it (no padding), with ``windows`` each channel is
+    windowed to one (centre, width): :mod:`segbench.pipelines.windowing`."""
     from segbench.data.phantom import to_input
 
     part = hu[first:first + batch]
     if len(part) < batch:
         part = np.concatenate([part, np.repeat(part[-1:], batch - len(part), axis=0)])
     (h, w), (ph, pw) = part.shape[1:], padded_plane(part.shape[1:])
-    if (ph, pw) != (h, w):
+    if size is not None:
+        part = resize_slices(part, size)
+    elif (ph, pw) != (h, w):
         part = np.pad(part, ((0, 0), (0, ph - h), (0, pw - w)), constant_values=AIR_HU)
-    return torch.from_numpy(to_input(part))
+    return torch.from_numpy(windowed(part, windows) if windows else to_input(part))
 
 
 def run_2d(call: Call, ct: CT, pipe: Pipeline, stages: Any) -> np.ndarray:
@@ -73,13 +85,16 @@ def run_2d(call: Call, ct: CT, pipe: Pipeline, stages: Any) -> np.ndarray:
     for first in range(0, depth, pipe.batch):
         real = min(pipe.batch, depth - first)
         with stages.stage("window"):
-            x = slice_batch(ct.hu, first, pipe.batch)
+            x = slice_batch(ct.hu, first, pipe.batch, pipe.windows, pipe.size)
         with stages.stage("predict"):
             out = call(x)
         with stages.stage("argmax"):
             h, w = ct.shape[1:]
-            labels[first:first + real] = _labels_2d(_logits(out)[:real], pipe.path,
-                                                    padded_plane((h, w)))[:, :h, :w]
+            if pipe.size is not None:  # a user's network fed resized slices
+                labels[first:first + real] = labels_resized(_logits(out)[:real], (h, w))
+            else:
+                labels[first:first + real] = _labels_2d(_logits(out)[:real], pipe.path,
+                                                        padded_plane((h, w)))[:, :h, :w]
     return labels
 
 

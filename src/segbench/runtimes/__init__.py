@@ -115,6 +115,26 @@ def accepted(name: str, options: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in options.items() if k in valid}
 
 
+# A module that stands for a user's ONNX file (family "onnx-file") carries the file's path under
+# this attribute; the ONNX runtimes run the file (option ``onnx_file``), the others refuse it.
+ONNX_FILE_ATTRIBUTE = "onnx_file"
+
+
+def onnx_file_of(model: Any) -> str | None:
+    """The ONNX file ``model`` stands for, or None for an ordinary network."""
+    value = getattr(model, ONNX_FILE_ATTRIBUTE, None)
+    return value if isinstance(value, str) else None
+
+
+def refuse_onnx_file(runtime: str, model: Any) -> None:
+    """ValueError (a failed row with this one line) when a runtime that runs PyTorch modules
+    is handed a stand-in for an ONNX file: it has no network of its own to run."""
+    path = onnx_file_of(model)
+    if path:
+        raise ValueError(f"{runtime} runs PyTorch modules, not ONNX files: {path} runs under "
+                         "the ort-* and openvino-* runtimes only")
+
+
 def to_numpy(out: Any) -> np.ndarray | list[np.ndarray]:
     """A runtime's native output as float32 numpy (a list for multi-output models)."""
     if isinstance(out, (list, tuple)):

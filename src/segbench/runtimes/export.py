@@ -92,6 +92,11 @@ def export_onnx(model: nn.Module, example: torch.Tensor, directory: Path,
     Static shapes on purpose: every cell has one fixed shape, and both runtimes plan memory and
     pick kernels better when they know it.
     """
+    from segbench.runtimes import onnx_file_of
+
+    if onnx_file_of(model):  # exporting the stand-in would time a graph of zeros
+        raise ValueError(f"the model stands for the ONNX file {onnx_file_of(model)}: give it "
+                         "as the runtime option onnx_file")
     if exporter not in EXPORTERS:
         raise ValueError(f"unknown exporter {exporter!r}; valid: {', '.join(EXPORTERS)}")
     import onnx
@@ -110,4 +115,27 @@ def export_onnx(model: nn.Module, example: torch.Tensor, directory: Path,
         graph = onnx.load(str(path), load_external_data=False).graph
     info = {"exporter": f"torch.onnx {exporter}", "opset": OPSET, "onnx": onnx.__version__,
             "external_data": external, "outputs": len(graph.output)}
+    return OnnxExport(path=path, external_data=external, info=info)
+
+
+def given_onnx(path: str | Path) -> OnnxExport:
+    """A user's ONNX file as the graph, as it is: no export, no rewrite (the ``onnx_file``
+    option of the ONNX Runtime and OpenVINO runtimes). Only its header is read here (weights
+    in a side file stay there); INT8 quantisation writes its own files to the scratch
+    directory, never next to the user's file. The file was checked when the run was planned
+    (:func:`segbench.ownnet.onnx_file.check_onnx`)."""
+    import onnx
+
+    path = Path(path)
+    with stage("onnx file"):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such file")
+        graph_model = onnx.load(str(path), load_external_data=False)
+    graph = graph_model.graph
+    external = any(t.data_location == onnx.TensorProto.EXTERNAL for t in graph.initializer)
+    opset = next((o.version for o in graph_model.opset_import if o.domain in ("", "ai.onnx")),
+                 None)
+    info = {"exporter": "none (the ONNX file as given)", "onnx_file": str(path),
+            "opset": opset, "onnx": onnx.__version__, "external_data": external,
+            "outputs": len(graph.output)}
     return OnnxExport(path=path, external_data=external, info=info)

@@ -26,7 +26,14 @@ from torch import nn
 from segbench import TELEMETRY_BLOCKED, machine
 from segbench.runtimes import Prepared
 from segbench.runtimes import calibration as calib
-from segbench.runtimes.export import DEFAULT_EXPORTER, export_onnx, remove_dir, scratch_dir, stage
+from segbench.runtimes.export import (
+    DEFAULT_EXPORTER,
+    export_onnx,
+    given_onnx,
+    remove_dir,
+    scratch_dir,
+    stage,
+)
 
 DEVICE = "CPU"
 PRESETS = ("performance", "mixed")
@@ -124,22 +131,31 @@ class OpenVinoRuntime:
     def prepare(self, model: nn.Module, example: torch.Tensor, threads: int,
                 exporter: str = DEFAULT_EXPORTER, calibration: int | None = None,
                 calibration_inputs: Sequence[calib.CalibrationInput] | None = None,
-                preset: str = DEFAULT_PRESET, cpu_pinning: bool = True) -> Prepared:
+                preset: str = DEFAULT_PRESET, cpu_pinning: bool = True,
+                onnx_file: str | None = None) -> Prepared:
         """Export to ONNX, read, (quantise,) compile for the CPU with explicit properties.
 
         Options: ``exporter`` ("dynamo" / "legacy"); for INT8 ``calibration`` (count),
         ``calibration_inputs`` (explicit arrays) and ``preset`` ("performance": symmetric
-        activations, "mixed": asymmetric); ``cpu_pinning`` (see :func:`compile_config`).
+        activations, "mixed": asymmetric); ``cpu_pinning`` (see :func:`compile_config`);
+        ``onnx_file``: a user's ONNX file read as it is instead of an export of ``model``
+        (whose weights are then ignored); dynamic input dimensions are fixed to the example's
+        shape before compiling, as exported graphs have it.
         """
         directory = scratch_dir(f"segbench-{self.name}-")
         try:
-            exported = export_onnx(model, example, directory, exporter)
+            exported = (given_onnx(onnx_file) if onnx_file
+                        else export_onnx(model, example, directory, exporter))
             info: dict[str, Any] = {**exported.info, "source": "onnx via Core.read_model",
                                     "openvino": ov.__version__,
                                     "telemetry_blocked": TELEMETRY_BLOCKED}
             core = ov.Core()
             with stage("openvino read"):
                 ov_model = core.read_model(str(exported.path))
+            if onnx_file and ov_model.is_dynamic():
+                with stage("openvino reshape"):
+                    ov_model.reshape(list(example.shape))
+                info["reshaped_to"] = list(example.shape)
             if self.precision == "int8":
                 arrays = calib.calibration_inputs(example, calibration, calibration_inputs)
                 with stage("nncf quantize"):

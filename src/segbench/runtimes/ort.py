@@ -27,6 +27,7 @@ from segbench.runtimes import calibration as calib
 from segbench.runtimes.export import (
     DEFAULT_EXPORTER,
     export_onnx,
+    given_onnx,
     remove_dir,
     root_cause,
     scratch_dir,
@@ -204,16 +205,20 @@ class OrtRuntime:
     def prepare(self, model: nn.Module, example: torch.Tensor, threads: int,
                 exporter: str = DEFAULT_EXPORTER, calibration: int | None = None,
                 calibration_inputs: Sequence[calib.CalibrationInput] | None = None,
-                activation: str = DEFAULT_ACTIVATION) -> Prepared:
+                activation: str = DEFAULT_ACTIVATION, onnx_file: str | None = None
+                ) -> Prepared:
         """Export (and for INT8 quantise) into a scratch directory, then open a session.
 
         Options: ``exporter`` ("dynamo" / "legacy"); for INT8 ``calibration`` (count),
-        ``calibration_inputs`` (explicit arrays) and ``activation`` ("quint8" / "qint8").
+        ``calibration_inputs`` (explicit arrays) and ``activation`` ("quint8" / "qint8");
+        ``onnx_file``: a user's ONNX file run as it is instead of an export of ``model``
+        (whose weights are then ignored; INT8 quantises that file).
         Options meant for other runtimes are ignored, as every runtime does.
         """
         directory = scratch_dir(f"segbench-{self.name}-")
         try:
-            exported = export_onnx(model, example, directory, exporter)
+            exported = (given_onnx(onnx_file) if onnx_file
+                        else export_onnx(model, example, directory, exporter))
             info: dict[str, Any] = {**exported.info, "onnxruntime": ort.__version__}
             path = exported.path
             if self.precision == "int8":

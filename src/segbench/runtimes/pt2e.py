@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from segbench import machine
-from segbench.runtimes import Prepared
+from segbench.runtimes import Prepared, refuse_onnx_file
 from segbench.runtimes import calibration as calib
 from segbench.runtimes.export import stage
 
@@ -80,6 +80,7 @@ class Pt2eRuntime:
                 calibration_inputs: Sequence[calib.CalibrationInput] | None = None) -> Prepared:
         """Options: ``calibration`` (count) and ``calibration_inputs`` (explicit arrays), as
         for the other INT8 runtimes."""
+        refuse_onnx_file(self.name, model)
         torch.set_num_threads(threads)
         arrays = calib.calibration_inputs(example, calibration, calibration_inputs)
         converted = quantize_pt2e(model, example, arrays)

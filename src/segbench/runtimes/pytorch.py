@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from segbench import machine
-from segbench.runtimes import Prepared
+from segbench.runtimes import Prepared, refuse_onnx_file
 
 
 def _memory_format(example: torch.Tensor, channels_last: bool) -> torch.memory_format:
@@ -37,6 +37,7 @@ class TorchRuntime:
 
     def prepare(self, model: nn.Module, example: torch.Tensor, threads: int,
                 channels_last: bool = True) -> Prepared:
+        refuse_onnx_file(self.name, model)
         torch.set_num_threads(threads)
         fmt = _memory_format(example, channels_last)
         model = model.eval()
