@@ -34,6 +34,9 @@ ORDER = ["encoder_only", "fpn_decoder", "unet_decoder", "combined", "quantizatio
 PEERS = ("whole_ct", "champion_3d")
 # benchmarks that need data a full run cannot invent (their --quick uses a stand-in)
 NEEDS_DATA = {"real_ct": ("--dataset", "--observers")}
+# benchmarks of the user's own network: nothing to run without it, quick or full
+OWN_NETWORK = {"own_model": "uv run --group peers benchmarks/own_model/benchmark.py "
+                            "--nnunet-model DIR --input CT"}
 # --quick: imported once, before the benchmarks are forked (what every script's run imports)
 PRELOAD = ("torch", "timm", "segbench.bench", "segbench.models", "segbench.runtimes",
            "segbench.pipelines.scenario", "segbench.benchmarks.whole_ct.plan",
@@ -98,6 +101,11 @@ def main(argv=None) -> int:
     for i, name in enumerate(names, 1):
         print(f"\n=== [{i}/{len(names)}] {name} ({time.monotonic() - start:.0f} s elapsed) ===",
               file=sys.stderr, flush=True)
+        if name in OWN_NETWORK:
+            print(f"run_all: {name} skipped: it runs your own network ({OWN_NETWORK[name]})",
+                  file=sys.stderr)
+            skipped.append(name)
+            continue
         cmd = [sys.executable, str(ROOT / "benchmarks" / name / "benchmark.py")]
         if args.quick:
             cmd.append("--quick")
@@ -127,7 +135,7 @@ def main(argv=None) -> int:
     print(f"\nrun_all: {done}/{len(names)} benchmarks completed in "
           f"{time.monotonic() - start:.0f} s"
           + (f"; failed: {', '.join(failed)}" if failed else "")
-          + (f"; skipped (no data given): {', '.join(skipped)}" if skipped else ""),
+          + (f"; skipped (no data or network given): {', '.join(skipped)}" if skipped else ""),
           file=sys.stderr)
     return 1 if failed else 0
 

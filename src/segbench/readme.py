@@ -29,6 +29,7 @@ ANSWER = "answer"  # the README's first table: seconds per whole CT of the pipel
 MACHINES = "machines"  # the README section naming the machines whose results are committed
 PAGES = "pages"  # the README's list of results pages, with what each benchmark costs
 DOCS = "docs"  # the README's list of the pages in docs/
+BRIEF = ".brief"  # "<benchmark>.brief": that benchmark's short README form (View.brief)
 PAGES_DIR = Path("docs") / "results"  # one generated page per benchmark with a full run
 SETTING = "readme-machine.txt"  # optional: the machine slug the README shows
 NO_RESULTS = "_No full run committed yet: run the benchmark, then `uv run benchmarks/report.py`._"
@@ -105,6 +106,16 @@ def render_section(bench: Any, results_dir: Path) -> str:
         return NO_RESULTS
     note = others_note(shown, files)
     return wrap_markdown(bench.render(shown) + (f"\n{note}\n" if note else ""))
+
+
+def brief_section(bench: Any, results_dir: Path) -> str:
+    """A benchmark's short README form (its view's ``brief``) from the file its page shows."""
+    files = load_all(results_dir, bench.name)
+    shown = pick(files, chosen_slug(results_dir))
+    brief = getattr(bench, "brief", None) or getattr(getattr(bench, "view", None), "brief", None)
+    if shown is None or brief is None:
+        return NO_RESULTS
+    return wrap_markdown(brief(shown))
 
 
 def machines_section(benchmarks: dict[str, Any], results_dir: Path) -> str:
@@ -234,6 +245,9 @@ def regenerate(readme: str, benchmarks: dict[str, Any], results_dir: Path,
     for name in section_names(readme):
         if name in benchmarks:
             readme = replace_section(readme, name, render_section(benchmarks[name], results_dir))
+        elif name.endswith(BRIEF) and name[:-len(BRIEF)] in benchmarks:
+            readme = replace_section(readme, name, brief_section(benchmarks[name[:-len(BRIEF)]],
+                                                                 results_dir))
         elif name in (SUMMARY, ANSWER):
             from segbench import summary
 

@@ -163,7 +163,7 @@ def rows(bench: Any, opts: Any, results: Any) -> Iterator[Record]:
     from segbench.peers.whole_ct import stamp
     from segbench.pipelines.scenario import load_reference
 
-    if opts.extra.get("no_commands"):
+    if opts.extra.get("no_commands") or not opts.extra.get("nnunet_model"):
         return
     model = plan.model_folder(opts)
     files = plan.cohort_files(opts)

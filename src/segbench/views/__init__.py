@@ -34,6 +34,8 @@ class View:
     plots: Plots | None = None  # figures drawn from the results file a page shows
     tradeoff: bool = True  # its rows feed the README's speed-versus-size trade-off plots
     trained: bool = False  # networks trained on phantoms first: the page says with what
+    # a short form for the README (marker ``results:<name>.brief``); the page has the rest
+    brief: Callable[[ResultsFile], str] | None = None
 
     def render(self, results: ResultsFile) -> str:
         """Markdown for a results file: every table, then where the numbers come from. Rows

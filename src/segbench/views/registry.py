@@ -46,7 +46,7 @@ _VIEWS = (
     View("quantization", "Encoder + FPN across runtimes and precisions",
          tables=_quantization_tables, trained=True),
     View("own_model", "Your own nnU-Net model folder on this CPU: per CT and per cohort",
-         tables=own_model.tables, tradeoff=False),
+         tables=own_model.tables, tradeoff=False, brief=own_model.brief),
     View("real_ct", "Quality on real CT: grid ceilings and trained methods per organ",
          tables=lambda view, results: real_ct_tables(results), tradeoff=False),
     View("scaling", "Latency mode versus throughput mode: threads x parallel streams",

@@ -129,8 +129,8 @@ def model_folder(opts: Any) -> Any:
 
     given = opts.extra.get("nnunet_model")
     if not given:
-        raise UsageError("give --nnunet-model DIR (an nnU-Net v2 model folder); see "
-                         "docs/own_model.md")
+        raise UsageError("give --nnunet-model DIR (an nnU-Net v2 model folder) or --onnx FILE; "
+                         "see docs/own_model.md")
     try:
         import nnunetv2  # noqa: F401  (its pre- and post-processing are the pipeline's)
     except ImportError:
@@ -221,11 +221,27 @@ def loop_cell(bench: Any, opts: Any, folder: Any, spec: ModelSpec, runtime: str,
 
 
 def make_cells(bench: Any, opts: Any) -> list[Cell]:
+    """The nnU-Net folder's cells (``--nnunet-model``) and the ONNX file's (``--onnx``,
+    :func:`segbench.ownnet.onnx_file.onnx_cells`), on the first CT of ``--input``."""
+    from segbench.ownnet.onnx_file import onnx_cells
+
+    if not opts.extra.get("nnunet_model") and not opts.extra.get("onnx"):
+        raise UsageError("give --nnunet-model DIR (an nnU-Net v2 model folder) or --onnx FILE; "
+                         "see docs/own_model.md")
+    files = cohort_files(opts)
+    cells = nnunet_cells(bench, opts, files) if opts.extra.get("nnunet_model") else []
+    if opts.extra.get("onnx"):
+        explicit = list(opts.runtimes) != list(bench.runtimes) and not opts.quick
+        cells += onnx_cells(bench, opts, {"kind": "nifti", "path": files[0]},
+                            runtimes=list(opts.runtimes) if explicit else None)
+    return cells
+
+
+def nnunet_cells(bench: Any, opts: Any, files: list[str]) -> list[Cell]:
     from segbench.pipelines import scan
     from segbench.pipelines.nnunet import NnunetPipeline
 
     folder = model_folder(opts)
-    files = cohort_files(opts)
     first = scan.inspect_nifti(files[0])
     shape, spacing = tuple(first.shape), tuple(first.spacing)
     ct = {"kind": "nifti", "path": files[0]}
@@ -269,7 +285,7 @@ def best_loop(records: list[Any]) -> Any:
 def cohort_cells(bench: Any, opts: Any, records: list[Any]) -> list[Cell]:
     """Over every CT of an --input folder: the best loop, without and with overlap."""
     files = cohort_files(opts)
-    if len(files) < 2:
+    if len(files) < 2 or not opts.extra.get("nnunet_model"):
         return []
     best = best_loop(records)
     if best is None:

@@ -44,7 +44,21 @@ def dice(r: Record) -> float | None:
 
 
 def title(r: Record) -> str:
-    return str(r.extra.get("display") or r.extra.get("title") or r.model)
+    """The row's pipeline (a cell's title; a command's display)."""
+    return str(r.extra.get("title") or r.extra.get("display") or r.model)
+
+
+def model_name(records: Sequence[Record]) -> str:
+    """The model folder the rows ran: its dataset and configuration."""
+    for r in records:
+        # a command row carries the folder's description under "model_folder"; a cell row
+        # has the model family's description (the same keys) in its extra itself
+        info = r.extra.get("model_folder")
+        info = info if isinstance(info, dict) else r.extra
+        if all(k in info for k in ("dataset", "architecture", "configuration", "fold")):
+            return (f"{info['dataset']} ({info['architecture']}, {info['configuration']}, "
+                    f"fold {info['fold']}, {info.get('classes', '?')} classes)")
+    return "the model"
 
 
 def peak(r: Record) -> str:
@@ -64,7 +78,7 @@ def verdict(r: Record) -> str:
 
 
 PER_CT_HEADERS = ["pipeline", "runtime", "s / CT", "preprocess s", "network + blend s",
-                  "back s", "peak memory", "estimated peak", "Dice vs nnUNetPredictor",
+                  "back s", "peak memory", "estimated buffers + tile", "Dice vs nnUNetPredictor",
                   "vs nnUNetPredictor", "verdict"]
 
 
@@ -117,6 +131,10 @@ def best_cohort(records: Sequence[Record]) -> Record | None:
     return max(ok, key=cts_per_hour) if ok else None
 
 
+SHORT = {"command:nnunet:cohort": "nnUNetv2_predict on the folder",
+         "command:totalsegmentator:fast:ml:cohort": "TotalSegmentator --fast --ml per CT"}
+
+
 def headline(records: Sequence[Record]) -> list[str]:
     out = []
     base = predictor_seconds(records)
@@ -125,16 +143,36 @@ def headline(records: Sequence[Record]) -> list[str]:
              and (dice(r) or 0) >= DICE_FLOOR]
     if base and loops:
         best = min(loops, key=seconds)
-        out.append(f"Fastest pipeline that agrees with nnUNetPredictor (Dice "
-                   f"{dice(best):.4f}): {title(best)} under {best.runtime}, "
-                   f"{seconds(best):.1f} s per CT against the predictor's {base:.1f} s "
-                   f"({base / seconds(best):.2f}x).")
+        out.append(f"Fastest pipeline agreeing with nnUNetPredictor (Dice {dice(best):.4f}): "
+                   f"the {title(best)} under {best.runtime}, {seconds(best):.1f} s per CT "
+                   f"against the predictor's {base:.1f} s ({base / seconds(best):.2f}x).")
     best = best_cohort(records)
     if best is not None:
         rate = cts_per_hour(best)
-        out.append(f"Cohort: {rate:.0f} CTs per hour on this machine ({title(best)}, "
-                   f"{best.runtime}): {1000.0 / rate:.1f} machine-hours per 1,000 such CTs.")
+        others = [f"{SHORT.get(r.key, title(r))} {cts_per_hour(r):.0f}"
+                  for r in cohort_records(records) if r.family == "peer" and cts_per_hour(r)]
+        how = "overlapped" if best.extra.get("overlap") else "one after another"
+        out.append(f"Cohort of {best.extra.get('cts')} CTs: {rate:.0f} CTs per hour ({how}, "
+                   f"{best.runtime}), {1000.0 / rate:.1f} machine-hours per 1,000 CTs"
+                   + (f"; {', '.join(others)}." if others else "."))
     return out
+
+
+ONNX_HEADERS = ["ONNX network, slice-wise", "runtime", "s / CT", "peak memory",
+                "Dice vs ONNX Runtime FP32", "agreement %", "status"]
+
+
+def onnx_rows(records: Sequence[Record]) -> list[list[str]]:
+    rows = []
+    for r in records:
+        if r.extra.get("method") != "onnx":
+            continue
+        d = r.extra.get("dice_vs_eager")
+        a = r.extra.get("agreement_vs_eager")
+        rows.append([str(r.extra.get("title") or r.model), r.runtime, _secs(seconds(r)), peak(r),
+                     DASH if d is None else f"{d:.4f}", DASH if a is None else f"{a:.2f}",
+                     "ok" if r.ok else f"{r.status}: {r.reason}"])
+    return rows
 
 
 def tables(view: Any, results: Any) -> list[tuple[str, str]]:
@@ -145,11 +183,35 @@ def tables(view: Any, results: Any) -> list[tuple[str, str]]:
         parts.append(("", " ".join(lines)))
     rows = per_ct_rows(records)
     if rows:
-        parts.append(("One CT: nnU-Net's own predictor and command, and the project's loop "
-                      "under each runtime", tabulate(rows, PER_CT_HEADERS, tablefmt="github")))
+        parts.append((f"One CT, {model_name(records)}: nnU-Net's own predictor and command, "
+                      "and the project's loop under each runtime",
+                      tabulate(rows, PER_CT_HEADERS, tablefmt="github")))
     rows = cohort_rows(records)
     if rows:
         parts.append(("A cohort: the network loaded once (without and with the next CT read "
                       "during the current one), nnU-Net's folder mode, the tool per file",
                       tabulate(rows, COHORT_HEADERS, tablefmt="github")))
+    rows = onnx_rows(records)
+    if rows:
+        parts.append(("An ONNX network (slice-wise), scored against its own ONNX Runtime FP32 "
+                      "labels", tabulate(rows, ONNX_HEADERS, tablefmt="github")))
+    shown = {id(r) for r in per_ct_records(records) + cohort_records(records)}
+    rest = [r for r in records if id(r) not in shown and r.extra.get("method") != "onnx"]
+    if rest:  # rows of no kind above (a cell of another version): never dropped silently
+        parts.append(("Other rows", tabulate(
+            [[title(r), r.runtime, _secs(seconds(r)),
+              "ok" if r.ok else f"{r.status}: {r.reason}"] for r in rest],
+            ["row", "runtime", "s", "status"], tablefmt="github")))
     return parts
+
+
+def brief(results: Any) -> str:
+    """The README's form: the headline, the cohort table, the machine and the page."""
+    from segbench.machine import describe
+
+    records = results.records
+    lines = headline(records)
+    if not lines:
+        return "_No own_model run with a faithful pipeline committed yet._"
+    return (" ".join(lines) + f" {describe(results.machine)}; {model_name(records)}; "
+            "[tables](docs/results/own_model.md).\n")
