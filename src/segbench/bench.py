@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from segbench import cli, machine, progress, runtimes, stop, weights
+from segbench import cli, fields, machine, progress, runtimes, stop, weights
 from segbench.cell import Cell
 from segbench.isolate import run_here, run_isolated
 from segbench.measure import Protocol
@@ -243,7 +243,7 @@ def dry_run_text(cells: Sequence[Cell], expected: Sequence[float | None], source
     for i, (cell, est) in enumerate(zip(cells, expected), 1):
         variant = ",".join(f"{k}={v}" for k, v in sorted((cell.scenario or {}).items()))
         rows.append([i, cell.model.label, cell.runtime, "x".join(map(str, cell.shape)),
-                     cell.threads, cell.extra.get("tag", "") or variant, duration(est)])
+                     cell.threads, cell.extra.get(fields.TAG, "") or variant, duration(est)])
     table = tabulate(rows, headers=["#", "model", "runtime", "input", "threads", "variant",
                                     "estimate"], tablefmt="github", disable_numparse=True)
     return f"{table}\n\n{estimate_text(cells, expected, source)}; nothing was timed."
@@ -323,7 +323,7 @@ def run_with_retries(cell: Cell, opts: cli.Options, pause: float = CONTENDED_PAU
         time.sleep(pause)
         record = attempt()
     if earlier:
-        record.extra["contended_attempts"] = earlier
+        record.extra[fields.CONTENDED_ATTEMPTS] = earlier
     return record
 
 

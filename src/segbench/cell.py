@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from segbench import fields
 from segbench.measure import Protocol
 from segbench.models import ModelSpec
 
@@ -21,11 +22,16 @@ class Cell:
     parts: tuple[str, ...] = ()  # submodules also timed alone, e.g. ("encoder",)
     fidelity: bool = True
     runtime_options: dict[str, Any] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)  # benchmark labels copied to the record
+    # benchmark labels copied to the record; keys declared in segbench.fields (checked here,
+    # before any work, and again when the record is saved)
+    extra: dict[str, Any] = field(default_factory=dict)
     # what one timed call does beyond a forward pass on ``shape``, e.g.
     # {"kind": "sliding_window", "volume": [1, z, y, x], "patch": [...], "step": 0.5,
     #  "mirror": False}
     scenario: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        fields.check_names(self.extra, where=f"cell {self.model.label} | {self.runtime}")
 
     @property
     def batch(self) -> int:
@@ -34,7 +40,7 @@ class Cell:
     @property
     def key(self) -> str:
         opts = ",".join(f"{k}={v}" for k, v in sorted(self.runtime_options.items()))
-        tag = self.extra.get("tag", "")
+        tag = self.extra.get(fields.TAG, "")
         if self.scenario:
             tag += ",".join(f"{k}={v}" for k, v in sorted(self.scenario.items()))
         shape = "x".join(str(s) for s in self.shape)

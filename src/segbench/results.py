@@ -17,6 +17,11 @@ advisory (it binds the writers that take it, i.e. this code), is released by the
 its holder dies however it dies, and works on local file systems and on NFS (where Linux maps
 ``flock`` onto byte-range locks). The lock file is left in place (removing it would race with a
 writer that has just opened it); ``*.json.lock`` is git-ignored.
+
+Schema 2 declares the keys of ``Record.extra`` (``segbench.fields``): :func:`save` refuses a
+record with an undeclared key or a value of another type, so a misspelt key fails where it is
+written. :func:`load` reads schema 1 and 2 files; :func:`upgrade` maps an older file's records
+to the current schema (no number changes), so old results still render.
 """
 
 from __future__ import annotations
@@ -30,7 +35,10 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterator, Sequence, TextIO
 
-SCHEMA = 1
+from segbench import fields as extra_fields
+
+SCHEMA = 2  # 2: Record.extra keys declared in segbench.fields (schema 1 had the same keys)
+READABLE = (1, 2)  # older files are upgraded as they are read (see upgrade)
 STATUSES = ("ok", "failed", "timeout", "skipped")
 
 
@@ -65,7 +73,7 @@ class Record:
     fidelity: dict[str, Any] | None = None
     memory: dict[str, Any] = field(default_factory=dict)
     runtime_info: dict[str, Any] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # keys declared in segbench.fields
     protocol: dict[str, Any] = field(default_factory=dict)
     commit: str = ""
     packages: dict[str, str] = field(default_factory=dict)  # versions this record ran with
@@ -83,7 +91,7 @@ class Record:
     @property
     def precision(self) -> str | None:
         """The precision its runtime declared (fp32 / bf16 / int8)."""
-        return self.extra.get("precision")
+        return self.extra.get(extra_fields.PRECISION)
 
     @property
     def throughput(self) -> float | None:
@@ -149,17 +157,29 @@ def full_results_this_machine_first(results_dir: Path, benchmark: str, slug: str
     return sorted(newest, key=lambda f: f.path is None or f.path.stem != slug)
 
 
+def upgrade(data: dict[str, Any]) -> dict[str, Any]:
+    """A results file's data in the current schema. Schema 1 -> 2 declared the extra keys
+    without renaming any, so a schema-1 file's records are read as they are."""
+    schema = data.get("schema")
+    if schema not in READABLE:
+        raise ResultsError(f"results schema {schema!r}, this code reads "
+                           f"{', '.join(map(str, READABLE))}")
+    return {**data, "schema": SCHEMA}
+
+
 def load(path: Path, benchmark: str | None = None) -> ResultsFile:
     """Read a results file; ResultsError with a one-line reason if it is unusable.
 
-    The schema version is checked, and so is the benchmark when ``benchmark`` is given: a
-    file of another benchmark (copied into the wrong folder) is refused, not mixed in.
+    The schema version is checked (older readable ones are upgraded), and so is the
+    benchmark when ``benchmark`` is given: a file of another benchmark (copied into the wrong
+    folder) is refused, not mixed in.
     """
     try:
         data = json.loads(Path(path).read_text())
-        schema = data.get("schema")
-        if schema != SCHEMA:
-            raise ResultsError(f"{path}: results schema {schema!r}, this code reads {SCHEMA}")
+        try:
+            data = upgrade(data)
+        except ResultsError as exc:
+            raise ResultsError(f"{path}: {exc}") from None
         if benchmark is not None and data["benchmark"] != benchmark:
             raise ResultsError(f"{path}: holds {data['benchmark']!r} results, not {benchmark!r}")
         records = [Record.from_dict(r) for r in data["records"]]
@@ -221,8 +241,16 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 def save(path: Path, results: ResultsFile) -> None:
     """Write ``results`` over ``path`` as it is (atomically). A run adds its records with
-    :func:`update` instead, which merges them into the file under its lock."""
-    write_json_atomic(path, results.to_dict())
+    :func:`update` instead, which merges them into the file under its lock.
+
+    ValueError, and the file left as it was, if a record's ``extra`` has a key that
+    ``segbench.fields`` does not declare or a value of another type (checked on the JSON that
+    is written, so numpy scalars count as the numbers they become)."""
+    text = json.dumps(results.to_dict(), indent=1, default=_jsonable) + "\n"
+    for r in json.loads(text)["records"]:
+        extra_fields.check(r.get("extra") or {}, where=f"{path}: record {r.get('key')!r}")
+    with atomic_writer(path) as handle:
+        handle.write(text)
 
 
 LOCK_SUFFIX = ".lock"

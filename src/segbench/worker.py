@@ -12,7 +12,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from segbench import fidelity, machine, scenarios
+from segbench import fidelity, fields, machine, scenarios
 from segbench.cell import Cell
 from segbench.measure import time_call
 from segbench.results import Record, write_json_atomic
@@ -101,7 +101,7 @@ def estimate_memory(cell: Cell) -> dict[str, int] | None:
             voxels *= n
         width = 4 if scenario.get("accumulate", "float16") == "float32" else 2
         estimate["scenario_bytes"] = voxels * (volume[0] * 4 + (spec.classes + 1) * width)
-    streams = int(cell.extra.get("streams", 1) or 1)
+    streams = int(cell.extra.get(fields.STREAMS, 1) or 1)
     if streams > 1:
         estimate["streams"] = streams
     return estimate
@@ -133,7 +133,7 @@ def run_cell(cell: Cell) -> Record:
     record = blank_record(cell)
     torch.set_num_threads(cell.threads)
     runtime = runtimes.get(cell.runtime)
-    record.extra["precision"] = runtime.precision
+    record.extra[fields.PRECISION] = runtime.precision
     reason = runtime.unavailable_reason()
     if reason:
         record.status, record.reason = "skipped", reason
@@ -219,11 +219,11 @@ def _prepare_and_measure(module: Any, example: Any, cell: Cell, scenario: Forwar
     runtime = runtimes.get(cell.runtime)
     options = {**cell.runtime_options,
                **runtimes.accepted(cell.runtime, scenario.runtime_options(cell))}
-    if cell.extra.get("streams", 1) > 1:  # throughput mode: S instances timed at once
+    if cell.extra.get(fields.STREAMS, 1) > 1:  # throughput mode: S instances timed at once
         from segbench import streams
 
         return streams.prepare_and_measure(runtime, module, example, cell.threads,
-                                           cell.extra["streams"], options, cell.protocol,
+                                           cell.extra[fields.STREAMS], options, cell.protocol,
                                            cell.batch, want_output)
     prepared, prepare_s = time_call(
         lambda: runtime.prepare(module, example, cell.threads, **options))

@@ -32,6 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from segbench import fields
 from segbench.benchmarks.champion_3d.view import TOOL_KEY
 from segbench.catalogue import (
     FAST_RUNTIMES,
@@ -143,8 +144,8 @@ def make_cells(bench: Any, opts: Any) -> list[Cell]:
             reference = cell.scenario["reference"]
         if c.options:
             cell.runtime_options = registry.accepted(c.runtime, dict(c.options))
-            cell.extra["tag"] += "," + ",".join(f"{k}={v}" for k, v in c.options)
-            cell.extra["options"] = dict(c.options)
+            cell.extra[fields.TAG] += "," + ",".join(f"{k}={v}" for k, v in c.options)
+            cell.extra[fields.OPTIONS] = dict(c.options)
         cells.append(cell)
     if not getattr(opts, "dry_run", False) and ct["kind"] == "phantom":
         scan.load_ct(ct)  # made once and cached here, not once per cell

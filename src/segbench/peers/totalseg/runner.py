@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from segbench import measure
+from segbench import fields, measure
 from segbench.peers.totalseg.install import label, require_installed, versions
 from segbench.peers.totalseg.launch import NETWORK_LOG, command, environment, tool_args
 from segbench.peers.totalseg.planting import PLANTED, WEIGHTS_NOTE, plant_home
@@ -60,12 +60,12 @@ def run_peer(ct: Path, mode: str, ml: bool, work: Path, repeats: int = 2,
         require_installed()
         work = Path(work)
         home = work / "home"
-        record.extra["planted"] = (json.loads((home / PLANTED).read_text())
+        record.extra[fields.PLANTED] = (json.loads((home / PLANTED).read_text())
                                    if (home / PLANTED).exists() else {})
-        if mode not in record.extra["planted"]:
-            record.extra["planted"].update(plant_home(home, modes=(mode,)))
-            (home / PLANTED).write_text(json.dumps(record.extra["planted"], indent=2))
-        planted = record.extra["planted"][mode]
+        if mode not in record.extra[fields.PLANTED]:
+            record.extra[fields.PLANTED].update(plant_home(home, modes=(mode,)))
+            (home / PLANTED).write_text(json.dumps(record.extra[fields.PLANTED], indent=2))
+        planted = record.extra[fields.PLANTED][mode]
         record.params = planted["params"]
         record.classes = planted["outputs"]
     except Exception as exc:  # noqa: BLE001 - a peer that cannot start is a row with its reason
@@ -99,7 +99,7 @@ def run_peer(ct: Path, mode: str, ml: bool, work: Path, repeats: int = 2,
         if single.results[0].returncode != 0:
             break
     last: CommandRun = runs.results[-1]
-    record.extra["runs"] = runs_meta
+    record.extra[fields.RUNS] = runs_meta
     record.runtime_info = {"command": "TotalSegmentator " + " ".join(runs_meta[-1]["command"]),
                            "torch_threads": os.cpu_count(), "max_threads": max(
                                r.max_threads for r in runs.results),
