@@ -10,11 +10,10 @@ from typing import Any, Sequence
 
 import matplotlib
 
-from segbench import fields
-
 matplotlib.use("Agg")  # no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 
+from segbench import fields  # noqa: E402
 from segbench.analysis import is_weights_check  # noqa: E402
 from segbench.results import Record  # noqa: E402
 
