@@ -34,7 +34,35 @@ def test_every_key_of_every_committed_results_file_is_declared_with_its_type():
 
 def test_every_committed_results_file_loads_in_the_current_schema():
     for path in committed_files():
-        assert res.load(path).records, path
+        records = res.load(path).records
+        assert records, path
+        for r in records:
+            assert not fields.problems(r.extra), (path.name, r.key)
+
+
+def test_a_schema_1_record_keeps_its_values_where_schema_2_keeps_them(tmp_path):
+    """``parts`` meant three things in schema 1: submodules timed alone (now ``submodules``), a
+    peer's logged stages (now ``extra["tool_stages"]``), the champion row's flag for the first
+    (now ``breakdown``)."""
+    alone = {"encoder": {"throughput": 9.0}}
+    logged = {"predict": {"seconds": 61.0, "runs_s": [60.0, 62.0]}}
+    own = {**record(row={"stage": "baseline", "parts": True}).to_dict(), "parts": alone}
+    peer = {**record(peer="TotalSegmentator").to_dict(), "family": "peer", "parts": logged}
+    for r in (own, peer):
+        del r["submodules"]
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps({"schema": 1, "benchmark": "b", "machine": {},
+                                "records": [own, peer]}))
+    a, b = res.load(path).records
+    assert a.submodules == alone and a.extra["row"] == {"stage": "baseline", "breakdown": True}
+    assert b.submodules == {} and b.extra["tool_stages"] == logged
+
+
+def test_the_committed_peer_rows_keep_their_stages():
+    peers = [r for path in committed_files() for r in res.load(path).records
+             if r.family == "peer" and r.ok]
+    assert peers and all("predict" in r.extra["tool_stages"] and not r.submodules
+                         for r in peers)
 
 
 def test_saving_an_undeclared_key_raises_and_leaves_the_file_as_it_was(tmp_path):

@@ -107,7 +107,9 @@ class Method3D:
     name: str  # what the per-CT estimates call it
     network: str  # a "3d" family network
     step: float  # tile step as a fraction of the patch (nnU-Net's tile_step_size)
-    parts: int = 1  # networks run one after another on every CT (TotalSegmentator: 5 parts)
+    # part networks run one after another on every CT (TotalSegmentator: 5); "parts" means
+    # only this in the code (a model's submodules timed alone are Cell/Record.submodules)
+    parts: int = 1
     mirror: bool = False  # test-time mirroring over every combination of axes
 
     @property

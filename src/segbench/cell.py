@@ -19,7 +19,7 @@ class Cell:
     shape: tuple[int, ...]  # full input shape, batch first
     threads: int
     protocol: Protocol = field(default_factory=Protocol)
-    parts: tuple[str, ...] = ()  # submodules also timed alone, e.g. ("encoder",)
+    submodules: tuple[str, ...] = ()  # attributes of the model also timed alone ("encoder",)
     fidelity: bool = True
     runtime_options: dict[str, Any] = field(default_factory=dict)
     # benchmark labels copied to the record; keys declared in segbench.fields (checked here,
@@ -53,7 +53,7 @@ class Cell:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["shape"] = list(self.shape)
-        data["parts"] = list(self.parts)
+        data["submodules"] = list(self.submodules)
         return data
 
     @classmethod
@@ -62,5 +62,5 @@ class Cell:
         data["model"] = ModelSpec.from_dict(data["model"])
         data["protocol"] = Protocol(**data["protocol"])
         data["shape"] = tuple(data["shape"])
-        data["parts"] = tuple(data["parts"])
+        data["submodules"] = tuple(data["submodules"])
         return cls(**data)

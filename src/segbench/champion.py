@@ -87,7 +87,7 @@ class Row:
     runtime: str
     path: str
     batch: int
-    parts: bool = False
+    breakdown: bool = False  # STAGES timed alone too (Cell.submodules): its stage breakdown
 
     @property
     def is_baseline(self) -> bool:
@@ -98,14 +98,14 @@ class Row:
 def search(quick: bool, focus: Sequence[str] = FOCUS, runtimes: Sequence[str] = RUNTIMES
            ) -> list[Row]:
     """The rows of a run, baseline first. ``--quick`` keeps one of each kind of row."""
-    base = Row("baseline", ORIGINAL, 128, "ort-fp32", "full", 1, parts=True)
+    base = Row("baseline", ORIGINAL, 128, "ort-fp32", "full", 1, breakdown=True)
     if quick:  # no prefix timings on an exported baseline: three extra exports
-        return [replace(base, parts=False), Row("runtimes", ORIGINAL, 128, "eager", "full", 1),
-                Row("paths", ORIGINAL, 128, "eager", "corners", 1, parts=True)]
+        return [replace(base, breakdown=False), Row("runtimes", ORIGINAL, 128, "eager", "full", 1),
+                Row("paths", ORIGINAL, 128, "eager", "corners", 1, breakdown=True)]
     rows = [base]
-    rows += [Row("runtimes", ORIGINAL, 128, rt, "full", 1, parts=rt in focus[:1])
+    rows += [Row("runtimes", ORIGINAL, 128, rt, "full", 1, breakdown=rt in focus[:1])
              for rt in runtimes if rt != "ort-fp32"]
-    rows += [Row("paths", ORIGINAL, 128, rt, p, 1, parts=(p == "lowres"))
+    rows += [Row("paths", ORIGINAL, 128, rt, p, 1, breakdown=(p == "lowres"))
              for rt in focus for p in SEARCH_PATHS]
     lead = focus[:1]
     rows += [Row("batch", ORIGINAL, 128, rt, p, b)
@@ -232,16 +232,16 @@ def needs_breakdown(records: Sequence[Record]) -> Row | None:
     best = champion(records)
     if best is None or stage_times(best) is not None or fields.ROW not in best.extra:
         return None
-    return replace(Row(**best.extra[fields.ROW]), parts=True)
+    return replace(Row(**best.extra[fields.ROW]), breakdown=True)
 
 
 def stage_times(r: Record) -> dict[str, float] | None:
     """Milliseconds per slice of encoder, decoder, head and upsample+argmax, from the prefix
     timings of the same cell (differences of medians, so a stage may come out slightly
     negative when it is tiny)."""
-    if not r.ok or not r.throughput or not all(p in r.parts for p in STAGES):
+    if not r.ok or not r.throughput or not all(p in r.submodules for p in STAGES):
         return None
-    ms = [1000.0 / r.parts[p]["throughput"] for p in STAGES] + [1000.0 / r.throughput]
+    ms = [1000.0 / r.submodules[p]["throughput"] for p in STAGES] + [1000.0 / r.throughput]
     return {"encoder": ms[0], "decoder": ms[1] - ms[0], "head": ms[2] - ms[1],
             "upsample+argmax": ms[3] - ms[2]}
 

@@ -60,7 +60,7 @@ WEIGHTS_CHECK = declare("weights_check", bool, "a cell timed again with trained 
 CONTENDED_ATTEMPTS = declare("contended_attempts", list, "contention of earlier attempts "
                                                          "re-timed away (other cores, steal)")
 ROW = declare("row", dict, "the champion search's row (stage, network, width, runtime, path, "
-                           "batch, parts)")
+                           "batch, breakdown)")
 OPTIONS = declare("options", dict, "runtime options a champion_3d row set (e.g. channels_last)")
 
 # --- model facts (``describe`` of the model families) -----------------------------------------
@@ -123,6 +123,8 @@ TOOL_OPTIONS = declare("tool_options", list, "more of the tool's own command-lin
 WEIGHTS_NOTE = declare("weights_note", str, "what the peer's planted random weights mean")
 PLANTED = declare("planted", dict, "the planted home per mode (model dir, params, outputs)")
 RUNS = declare("runs", list, "each peer run: stages from its log, exit code, network attempts")
+TOOL_STAGES = declare("tool_stages", dict, "the peer's stages from its log, median over runs "
+                                           "{stage: {seconds, runs_s, tiles}}")
 FAITHFULNESS = declare("faithfulness", dict, "the own --fast pipeline against the tool, "
                                              "same run (ratios own / tool)")
 

@@ -21,7 +21,8 @@ writer that has just opened it); ``*.json.lock`` is git-ignored.
 Schema 2 declares the keys of ``Record.extra`` (``segbench.fields``): :func:`save` refuses a
 record with an undeclared key or a value of another type, so a misspelt key fails where it is
 written. :func:`load` reads schema 1 and 2 files; :func:`upgrade` maps an older file's records
-to the current schema (no number changes), so old results still render.
+to the current schema (no number changes, only where a value is kept), so old results still
+render.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from typing import Any, Iterator, Sequence, TextIO
 
 from segbench import fields as extra_fields
 
-SCHEMA = 2  # 2: Record.extra keys declared in segbench.fields (schema 1 had the same keys)
+SCHEMA = 2  # 2: Record.extra keys declared in segbench.fields; "parts" renamed (see upgrade)
 READABLE = (1, 2)  # older files are upgraded as they are read (see upgrade)
 STATUSES = ("ok", "failed", "timeout", "skipped")
 
@@ -69,7 +70,8 @@ class Record:
     gflops: float | None = None
     prepare_s: float | None = None
     timing: dict[str, Any] | None = None
-    parts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # timings of the model's submodules timed alone (Cell.submodules), e.g. {"encoder": {...}}
+    submodules: dict[str, dict[str, Any]] = field(default_factory=dict)
     fidelity: dict[str, Any] | None = None
     memory: dict[str, Any] = field(default_factory=dict)
     runtime_info: dict[str, Any] = field(default_factory=dict)
@@ -158,13 +160,37 @@ def full_results_this_machine_first(results_dir: Path, benchmark: str, slug: str
 
 
 def upgrade(data: dict[str, Any]) -> dict[str, Any]:
-    """A results file's data in the current schema. Schema 1 -> 2 declared the extra keys
-    without renaming any, so a schema-1 file's records are read as they are."""
+    """A results file's data in the current schema; no value changes, only where it is kept.
+
+    Schema 1 -> 2: the extra keys became declared (none renamed), and ``parts`` means one
+    thing: a record's ``parts`` (submodules timed alone) is now ``submodules``, a peer
+    record's ``parts`` (the tool's logged stages) is now ``extra["tool_stages"]``, and the
+    champion row's ``parts`` flag (``extra["row"]``) is now ``breakdown``."""
     schema = data.get("schema")
     if schema not in READABLE:
         raise ResultsError(f"results schema {schema!r}, this code reads "
                            f"{', '.join(map(str, READABLE))}")
+    if schema == 1:
+        data = {**data, "records": [_record_from_schema_1(r) for r in data["records"]]}
     return {**data, "schema": SCHEMA}
+
+
+def _record_from_schema_1(r: dict[str, Any]) -> dict[str, Any]:
+    r = dict(r)
+    parts = r.pop("parts", None) or {}
+    extra = dict(r.get("extra") or {})
+    if r.get("family") == "peer":  # the tool's stages from its log, never submodules
+        if parts:
+            extra[extra_fields.TOOL_STAGES] = parts
+        parts = {}
+    row = extra.get(extra_fields.ROW)
+    if isinstance(row, dict) and "parts" in row:
+        row = dict(row)
+        row["breakdown"] = row.pop("parts")
+        extra[extra_fields.ROW] = row
+    r["extra"] = extra
+    r["submodules"] = parts
+    return r
 
 
 def load(path: Path, benchmark: str | None = None) -> ResultsFile:

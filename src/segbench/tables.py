@@ -106,9 +106,9 @@ def compile_seconds(r: Record) -> float | None:
     return r.prepare_s + r.timing["first_call_s"]
 
 
-def part_share(r: Record, part: str) -> float | None:
-    """Share of the whole network's time spent in ``part``, from timing it alone."""
-    whole, alone = _t(r, "throughput"), (r.parts.get(part) or {}).get("throughput")
+def submodule_share(r: Record, name: str) -> float | None:
+    """Share of the whole network's time spent in submodule ``name``, from timing it alone."""
+    whole, alone = _t(r, "throughput"), (r.submodules.get(name) or {}).get("throughput")
     if not whole or not alone:
         return None
     return 100.0 * whole / alone
@@ -128,7 +128,7 @@ LATENCY = Column("latency p50 / p99 (ms)",
 COMPILE = Column("compile (s)", lambda r: num(compile_seconds(r)))
 FORWARD_MB = Column("forward peak (MB)",
                     lambda r: num((r.memory.get("forward_peak_bytes") or float("nan")) / 2**20))
-ENCODER_SHARE = Column("encoder share (%)", lambda r: num(part_share(r, "encoder"), 0))
+ENCODER_SHARE = Column("encoder share (%)", lambda r: num(submodule_share(r, "encoder"), 0))
 STATUS = Column("status", status_text, needs_ok=False)
 
 

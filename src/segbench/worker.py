@@ -192,11 +192,11 @@ def run_cell(cell: Cell) -> Record:
             with torch.inference_mode():
                 record.extra.update(scenario.reference_evaluation(cell, model))
 
-        for part in cell.parts:
-            stage = f"part {part}"
-            measured, _ = _prepare_and_measure(getattr(model, part), example, cell,
+        for name in cell.submodules:
+            stage = f"submodule {name}"
+            measured, _ = _prepare_and_measure(getattr(model, name), example, cell,
                                                scenarios.Forward(), want_output=False)
-            record.parts[part] = {"prepare_s": measured["prepare_s"], **measured["timing"]}
+            record.submodules[name] = {"prepare_s": measured["prepare_s"], **measured["timing"]}
     except Exception as exc:  # noqa: BLE001 - any failure becomes a row, never a crash
         record.status = "failed"
         record.reason = f"{stage}: {_one_line(exc)}"

@@ -298,11 +298,11 @@ def peer_rows(records: Sequence[Record]) -> list[list[str]]:
         if not r.ok or not r.timing:
             rows.append([label, "", "", "", "", "", "", f"{r.status}: {r.reason}"])
             continue
-        t, parts = r.timing, r.parts
-        stages = " / ".join(f"{parts[n]['seconds']:.1f}" if n in parts else "?"
+        t, logged = r.timing, r.extra.get(fields.TOOL_STAGES) or {}
+        stages = " / ".join(f"{logged[n]['seconds']:.1f}" if n in logged else "?"
                             for n in ("resample", "predict", "resample_back", "save",
                                       "outside_stages"))
-        window = parts.get("sliding_window", {})
+        window = logged.get("sliding_window", {})
         info = r.runtime_info
         runs = ", ".join(f"{s:.0f}" for s in t["runs_s"])
         rows.append([

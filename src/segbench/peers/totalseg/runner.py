@@ -18,7 +18,7 @@ from segbench import fields, measure
 from segbench.peers.totalseg.install import label, require_installed, versions
 from segbench.peers.totalseg.launch import NETWORK_LOG, command, environment, tool_args
 from segbench.peers.totalseg.planting import PLANTED, WEIGHTS_NOTE, plant_home
-from segbench.peers.totalseg.stagelog import STAGES, parse_stages, stage_parts
+from segbench.peers.totalseg.stagelog import STAGES, parse_stages, stage_medians
 from segbench.peers.totalseg.watch import CommandRun, run_command
 from segbench.results import Record
 
@@ -124,12 +124,13 @@ def run_peer(ct: Path, mode: str, ml: bool, work: Path, repeats: int = 2,
     timing = runs.to_dict()
     timing["throughput"] = 1.0 / timing["median_s"]  # CTs per second, like items per second
     record.timing = timing
-    record.parts = stage_parts([m["stages"] for m in runs_meta])
+    stages = stage_medians([m["stages"] for m in runs_meta])
     # what the stage lines do not cover: interpreter start and imports, the tool's set-up,
     # reading the CT, undoing the canonical orientation, process exits
     other = [s - sum(m["stages"].get(k, 0.0) for k in STAGES)
              for s, m in zip(runs.seconds, runs_meta)]
-    record.parts["outside_stages"] = {"seconds": float(np.median(other)), "runs_s": other}
+    stages["outside_stages"] = {"seconds": float(np.median(other)), "runs_s": other}
+    record.extra[fields.TOOL_STAGES] = stages
     return record
 
 
@@ -157,8 +158,9 @@ def faithfulness(own_network_s: float, own_pipeline_s: float, peer: Record) -> d
     """
     if not peer.ok or not peer.timing:
         return {"status": peer.status, "reason": peer.reason or "no timing"}
-    window = peer.parts.get("sliding_window", {}).get("seconds")
-    predict = peer.parts.get("predict", {}).get("seconds")
+    stages = peer.extra.get(fields.TOOL_STAGES) or {}
+    window = stages.get("sliding_window", {}).get("seconds")
+    predict = stages.get("predict", {}).get("seconds")
     whole = peer.timing["median_s"]
     out: dict[str, Any] = {"status": "ok", "peer": peer.key, "tool_whole_s": whole,
                            "tool_sliding_window_s": window, "tool_predict_s": predict,
