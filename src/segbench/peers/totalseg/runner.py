@@ -134,16 +134,6 @@ def run_peer(ct: Path, mode: str, ml: bool, work: Path, repeats: int = 2,
     return record
 
 
-def run_peers(ct: Path, work: Path, shape: Sequence[int] = (), repeats: int = 2,
-              cells: Sequence[tuple[str, bool]] = (("fast", True), ("fast", False),
-                                                   ("fastest", True)),
-              timeout_s: float = 1800.0, quick: bool = False) -> list[Record]:
-    """The peer rows of a whole-CT run: --fast --ml, --fast (one file per class), --fastest
-    --ml, each ``repeats`` times, on the NIfTI file ``ct``, sharing one planted home."""
-    return [run_peer(ct, mode, ml, work, repeats=repeats, timeout_s=timeout_s, shape=shape,
-                     quick=quick) for mode, ml in cells]
-
-
 # --------------------------------------------------------------------------------------------
 # Faithfulness of the project's own pipeline to the tool
 
