@@ -256,7 +256,7 @@ BEST_2D = ("mobilenetv4_conv_small", "openvino-bf16", "blocked", 4)
 CHAMPION_TITLE = "2D champion"
 STAND_IN_TITLE = "2D stand-in, not the champion"
 # TotalSegmentator --fast runs under every registered runtime but these three (the per-CT table
-# lists them as not run: the 2-core budget), so a new runtime joins it by its registry line.
+# lists them as not run: BUDGET), so a new runtime joins it by its registry line.
 FAST_NOT_RUN = ("compile", "ort-int8", "compile-int8")
 # The order is the committed runs' order (the FP32 eager reference first, so a run cut short
 # keeps it); it is a choice, not an attribute of the runtimes, so it is stated: the registry's
