@@ -78,15 +78,15 @@ def test_pipeline_family_builds_label_maps():
 
 
 def _record(stage, runtime, path, batch, tp, dice, network="mobilenetv4_conv_small", width=128,
-            precision="fp32", gflops=2.0, parts=None):
+            precision="fp32", gflops=2.0, submodules=None):
     row = {"stage": stage, "network": network, "width": width, "runtime": runtime,
-           "path": path, "batch": batch, "parts": bool(parts)}
+           "path": path, "batch": batch, "breakdown": bool(submodules)}
     return Record(benchmark="champion", key=f"{stage}{runtime}{path}{batch}{network}{width}",
                   model=f"{network}+fpn-labels", runtime=runtime, shape=[batch, 3, 512, 512],
                   batch=batch, threads=2, family="fpn-labels", gflops=gflops * batch,
                   timing={"throughput": tp, "throughput_iqr": 0.0, "latency_p50_ms": 1.0},
                   extra={"row": row, "dice": dice, "precision": precision},
-                  parts=parts or {})
+                  submodules=submodules or {})
 
 
 def _probe(runtime, precision, tp):
@@ -98,7 +98,7 @@ def _probe(runtime, precision, tp):
 def test_champion_is_the_fastest_row_within_the_dice_tolerance():
     records = [
         _record("baseline", "ort-fp32", "full", 1, 10.0, 0.900,
-                parts={"encoder": {"throughput": 100.0}, "upto_decoder": {"throughput": 25.0},
+                submodules={"encoder": {"throughput": 100.0}, "upto_decoder": {"throughput": 25.0},
                        "upto_logits": {"throughput": 20.0}}),
         _record("runtimes", "eager", "full", 1, 8.0, 0.901),
         _record("paths", "compile-int8", "lowres", 1, 40.0, 0.85, precision="int8"),
@@ -124,15 +124,15 @@ def test_champion_is_the_fastest_row_within_the_dice_tolerance():
 
 
 def test_the_champion_without_a_breakdown_is_timed_again_in_stages(bench):
-    parts = {"encoder": {"throughput": 100.0}, "upto_decoder": {"throughput": 25.0},
+    alone = {"encoder": {"throughput": 100.0}, "upto_decoder": {"throughput": 25.0},
              "upto_logits": {"throughput": 20.0}}
-    records = [_record("baseline", "ort-fp32", "full", 1, 10.0, 0.900, parts=parts),
+    records = [_record("baseline", "ort-fp32", "full", 1, 10.0, 0.900, submodules=alone),
                _record("batch", "compile-int8", "full", 8, 40.0, 0.899, precision="int8")]
     row = champion.needs_breakdown(records)
-    assert row is not None and row.parts and (row.runtime, row.batch) == ("compile-int8", 8)
+    assert row is not None and row.breakdown and (row.runtime, row.batch) == ("compile-int8", 8)
     opts = bench.parse(["--dry-run"])
     (cell,) = bench.follow_up(bench, opts, records)
-    assert cell.parts == champion.STAGES and cell.shape[0] == 8
+    assert cell.submodules == champion.STAGES and cell.shape[0] == 8
     # the same key as the search's row: its record is replaced, not duplicated
     search = [c for c in bench.make_cells(opts) if c.extra.get("row", {}).get("stage") == "batch"
               and c.runtime == "compile-int8" and c.shape[0] == 8
@@ -182,9 +182,9 @@ def test_evaluate_takes_label_maps_and_finetune_caches(tmp_path):
 
 
 def test_a_lowres_champion_carries_the_large_organ_caveat():
-    parts = {"encoder": {"throughput": 100.0}, "upto_decoder": {"throughput": 25.0},
+    alone = {"encoder": {"throughput": 100.0}, "upto_decoder": {"throughput": 25.0},
              "upto_logits": {"throughput": 20.0}}
-    records = [_record("baseline", "ort-fp32", "full", 1, 10.0, 0.860, parts=parts),
+    records = [_record("baseline", "ort-fp32", "full", 1, 10.0, 0.860, submodules=alone),
                _record("runtimes", "eager", "full", 1, 8.0, 0.860)]
     exact = records + [_record("paths", "compile-int8", "blocked", 1, 30.0, 0.858,
                                precision="int8")]
@@ -203,9 +203,9 @@ def test_real_ct_verdict_in_the_headline_names_the_fastest_exact_path():
     from segbench.realct.view import path_verdict
     from segbench.results import Record as R
 
-    parts = {"encoder": {"throughput": 100.0}, "upto_decoder": {"throughput": 25.0},
+    alone = {"encoder": {"throughput": 100.0}, "upto_decoder": {"throughput": 25.0},
              "upto_logits": {"throughput": 20.0}}
-    records = [_record("baseline", "ort-fp32", "full", 1, 10.0, 0.860, parts=parts),
+    records = [_record("baseline", "ort-fp32", "full", 1, 10.0, 0.860, submodules=alone),
                _record("runtimes", "eager", "full", 1, 8.0, 0.860),
                _record("paths", "compile-int8", "blocked", 1, 30.0, 0.858, precision="int8"),
                _record("paths", "compile-int8", "corners", 1, 35.0, 0.859, precision="int8"),

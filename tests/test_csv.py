@@ -22,7 +22,7 @@ def results_dir(tmp_path):
         record("a", timing={"throughput": 5.0, "latency_p50_ms": 200.0,
                             "repeat_throughputs": [4.9, 5.0, 5.1]},
                memory={"peak_rss_mb": 300.5}, extra={"streams": 2, "display": "M, small"},
-               parts={"encoder": {"throughput": 9.0}}, runtime_info={"opset": 18,
+               submodules={"encoder": {"throughput": 9.0}}, runtime_info={"opset": 18,
                                                                      "layers": {"conv": 3}}),
         record("b", status="failed", reason='prepare: "quoted", with comma',
                fidelity={"sqnr_db": 31.5}),
@@ -47,7 +47,7 @@ def test_csv_reads_back_one_row_per_record(tmp_path):
     a, b, _ = rows
     assert float(a["timing.throughput"]) == 5.0 and float(a["timing.latency_p50_ms"]) == 200.0
     assert float(a["memory.peak_rss_mb"]) == 300.5 and int(a["extra.streams"]) == 2
-    assert float(a["parts.encoder.throughput"]) == 9.0 and int(a["runtime_info.opset"]) == 18
+    assert float(a["submodules.encoder.throughput"]) == 9.0 and int(a["runtime_info.opset"]) == 18
     assert "runtime_info.layers.conv" not in a  # nested inventories stay in the JSON
     assert json.loads(a["timing.repeat_throughputs"]) == [4.9, 5.0, 5.1]
     assert a["extra.display"] == "M, small" and a["machine"] == "some-cpu-2c"

@@ -57,11 +57,11 @@ def test_parse_stages_per_class_files_and_missing_lines():
     assert stagelog.parse_stages("8/8 [1:02:03<00:00, 1.0s/it]")["sliding_window_s"] == 3723.0
 
 
-def test_stage_parts_take_medians_over_runs():
-    parts = stagelog.stage_parts([{"predict_s": 10.0, "tiles": 8, "sliding_window_s": 6.0},
-                                  {"predict_s": 12.0, "tiles": 8, "sliding_window_s": 8.0}])
-    assert parts["predict"] == {"seconds": 11.0, "runs_s": [10.0, 12.0]}
-    assert parts["sliding_window"]["tiles"] == 8
+def test_stage_medians_take_medians_over_runs():
+    stages = stagelog.stage_medians([{"predict_s": 10.0, "tiles": 8, "sliding_window_s": 6.0},
+                                     {"predict_s": 12.0, "tiles": 8, "sliding_window_s": 8.0}])
+    assert stages["predict"] == {"seconds": 11.0, "runs_s": [10.0, 12.0]}
+    assert stages["sliding_window"]["tiles"] == 8
 
 
 def test_whole_runs_on_a_fake_clock():
@@ -77,7 +77,8 @@ def _peer(window: float | None, whole: float) -> Record:
     rec = Record(benchmark="whole_ct", key="peer:totalsegmentator:fast:ml", model="m",
                  runtime="as-shipped", shape=[280, 512, 512], batch=1, threads=2)
     rec.timing = {"median_s": whole}
-    rec.parts = {"sliding_window": {"seconds": window}} if window else {}
+    if window:
+        rec.extra["tool_stages"] = {"sliding_window": {"seconds": window}}
     return rec
 
 
@@ -219,7 +220,8 @@ def test_cli_runs_offline_on_a_tiny_ct(tmp_path):
     assert not (run_dir / launch.NETWORK_LOG).exists()
     assert rec.runtime_info["outputs"] == 1
     assert rec.params == rec.extra["planted"]["fast"]["params"]
-    assert {"resample", "predict", "resample_back", "save", "sliding_window"} <= set(rec.parts)
+    assert {"resample", "predict", "resample_back", "save", "sliding_window"} <= set(
+        rec.extra["tool_stages"])
     assert rec.memory["peak_rss_tree_mb"] >= rec.memory["peak_pss_tree_mb"] > 0
     assert rec.runtime_info["max_threads"] >= 1 and rec.runtime_info["max_processes"] >= 1
     assert rec.extra["display"].startswith("TotalSegmentator ")

@@ -124,3 +124,28 @@ def test_a_new_registry_line_reaches_the_runtime_lists(monkeypatch):
     assert fidelity[-1] == quantization[-1] == "newrt-int8"
     assert fidelity[0] == quantization[0] == runtimes.REFERENCE
     assert "compile-int8" in fidelity and "compile-int8" not in quantization
+
+
+def test_the_3d_runtime_lists_derive_from_the_registry_unchanged(monkeypatch):
+    """whole_ct's --fast runtimes and champion_3d's runtimes and probes come from the registry
+    (a benchmark states only an order and what it leaves out); the derived lists are the ones
+    the committed runs used, in their order."""
+    from segbench import catalogue
+    from segbench.benchmarks.champion_3d import plan
+
+    assert catalogue.FAST_RUNTIMES == ("eager", "openvino-bf16", "compile-bf16", "openvino-int8",
+                                       "ort-fp32", "openvino-fp32")
+    assert plan.RUNTIMES == catalogue.FAST_RUNTIMES + ("ort-int8", "compile-int8")
+    assert plan.PROBE_RUNTIMES == ("openvino-fp32", "openvino-bf16", "openvino-int8", "compile",
+                                   "compile-bf16")
+    fast = next(m for m in catalogue.METHODS if m.key == "totalseg-fast")
+    assert set(fast.runtimes) | set(fast.not_run) == set(runtimes.REGISTRY)
+    monkeypatch.setitem(runtimes.REGISTRY, "newrt-int8", runtimes.Entry("newrt", "newrt", "int8"))
+    assert runtimes.ordered(catalogue.FAST_RUN_ORDER, catalogue.FAST_NOT_RUN)[-1] == "newrt-int8"
+
+
+def test_a_misspelt_runtime_in_a_list_fails():
+    with pytest.raises(ValueError, match="unknown runtime.*'openvino-bf61'"):
+        runtimes.ordered(("eager", "openvino-bf61"))
+    assert runtimes.ordered(("ort-fp32", "eager"), leave_out=("eager",))[:2] == (
+        "ort-fp32", "compile")

@@ -14,7 +14,7 @@ def record(key="a", status="ok", **kw):
 
 
 def test_record_round_trip(tmp_path):
-    r = record(timing={"throughput": 5.0}, fidelity={"max_abs": 0.1}, extra={"x": 1})
+    r = record(timing={"throughput": 5.0}, fidelity={"max_abs": 0.1}, extra={"streams": 1})
     f = ResultsFile("b", {"cpu": "x"}, [r])
     path = tmp_path / "b" / "m.json"
     res.save(path, f)
@@ -30,11 +30,11 @@ def test_unknown_status_is_refused():
 
 def test_upsert_replaces_the_same_cell_only():
     f = ResultsFile("b", {})
-    f.upsert(record("a", extra={"v": 1}))
+    f.upsert(record("a", extra={"streams": 1}))
     f.upsert(record("b"))
-    f.upsert(record("a", extra={"v": 2}))
+    f.upsert(record("a", extra={"streams": 2}))
     assert [r.key for r in f.records] == ["b", "a"]
-    assert f.records[1].extra == {"v": 2}
+    assert f.records[1].extra == {"streams": 2}
 
 
 def test_interrupted_write_leaves_previous_file_intact(tmp_path, monkeypatch):

@@ -51,17 +51,17 @@ def test_follow_up_cells_run_after_the_matrix_and_replace_a_record(monkeypatch, 
     monkeypatch.setattr(weights, "build_model", lambda spec: None)
     ran = []
     monkeypatch.setattr(bench, "run_with_retries",
-                        lambda cell, opts: ran.append(cell.parts) or _record(cell))
+                        lambda cell, opts: ran.append(cell.submodules) or _record(cell))
 
-    def cell(parts=()):
+    def cell(submodules=()):
         return Cell(benchmark="b", model=ModelSpec("fpn", "resnet18", 3), runtime="eager",
-                    shape=(1, 3, 64, 64), threads=1, parts=parts)
+                    shape=(1, 3, 64, 64), threads=1, submodules=submodules)
 
     seen = []
 
     def follow_up(b, opts, records):
         seen.append([r.key for r in records])
-        return [cell(parts=("encoder",))]  # the first cell again, now in parts
+        return [cell(submodules=("encoder",))]  # the first cell again, its encoder alone too
 
     other = Cell(benchmark="b", model=ModelSpec("fpn", "regnetx_004", 3), runtime="eager",
                  shape=(1, 3, 64, 64), threads=1)

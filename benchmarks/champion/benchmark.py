@@ -43,7 +43,7 @@ def row_cell(bench, opts, row, settings):
                                 # calibration batches: about the same slices at any batch
                                 "calibration": max(1, settings.calibration // row.batch)},
                       extra={"row": asdict(row), "tag": f"{row.stage},{row.path}"})
-    cell.parts = champion.STAGES if row.parts else ()
+    cell.submodules = champion.STAGES if row.breakdown else ()
     cell.shape = (row.batch, *cell.shape[1:])
     return cell
 
@@ -82,7 +82,7 @@ BENCHMARK = Benchmark(
     runtimes=list(champion.RUNTIMES),
     quick_runtimes=["eager", "ort-fp32"],
     quick_size=256,
-    parts=(),
+    submodules=(),
     cells=make_cells,
     add_arguments=add_arguments,
     follow_up=follow_up,

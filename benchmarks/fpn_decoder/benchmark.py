@@ -18,7 +18,7 @@ BENCHMARK = Benchmark(
             "regnetx_004", "mobilenetv4_conv_medium", "repvgg_a0", "resnet18"],
     quick_models=["mobilenetv4_conv_small", "resnet18"],
     references=[("smp-fpn", ["mobilenetv4_conv_small", "resnet18"])],
-    parts=("encoder",),
+    submodules=("encoder",),
     weights_check=["mobilenetv4_conv_small", "resnet18"],
 )
 

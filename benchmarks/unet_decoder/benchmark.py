@@ -17,7 +17,7 @@ BENCHMARK = Benchmark(
             "mobilenetv4_conv_medium", "resnet18"],
     quick_models=["mobilenetv4_conv_small", "resnet18"],
     references=[("smp-unet", ["mobilenetv4_conv_small", "resnet18"])],
-    parts=("encoder",),
+    submodules=("encoder",),
 )
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
+from segbench import fields
 from segbench.fidelity import DICE_TOLERANCE
 from segbench.results import Record
 from segbench.runtimes import REFERENCE
@@ -41,36 +42,36 @@ def dice_drops(records: Sequence[Record], baseline: str = REFERENCE
     from records that were scored on phantoms. A record that carries FP32 eager's Dice on the
     same phantoms (``dice_fp32``, measured in its own cell) uses it; otherwise the ``baseline``
     row of the same network gives it."""
-    base = {r.model: r.extra["dice"] for r in records
-            if r.runtime == baseline and r.ok and "dice" in r.extra}
+    base = {r.model: r.extra[fields.DICE] for r in records
+            if r.runtime == baseline and r.ok and fields.DICE in r.extra}
     drops = {}
     for r in records:
-        if not r.ok or "dice" not in r.extra or is_weights_check(r):
+        if not r.ok or fields.DICE not in r.extra or is_weights_check(r):
             continue
         own = own_dice_drop(r) if baseline == REFERENCE else None
         if own is not None:
             drops[(r.model, r.runtime)] = own
         elif r.model in base:
-            drops[(r.model, r.runtime)] = r.extra["dice"] - base[r.model]
+            drops[(r.model, r.runtime)] = r.extra[fields.DICE] - base[r.model]
     return drops
 
 
 def own_dice_drop(r: Record) -> float | None:
     """This row's Dice against the phantom truth minus FP32 eager's on the same phantoms, both
     measured in its own cell (0 for the eager row itself); None if it was not scored."""
-    dice = r.extra.get("dice")
+    dice = r.extra.get(fields.DICE)
     if dice is None:
         return None
     if r.runtime == REFERENCE:
         return 0.0
-    reference = r.extra.get("dice_fp32")
+    reference = r.extra.get(fields.DICE_FP32)
     return None if reference is None else dice - reference
 
 
 def is_weights_check(r: Record) -> bool:
     """A random-weight twin of a trained row, timed only to show that speed does not depend on
     the weights: kept out of every table, ranking and plot but its own."""
-    return bool(r.extra.get("weights_check"))
+    return bool(r.extra.get(fields.WEIGHTS_CHECK))
 
 
 def weights_check_groups(records: Sequence[Record]) -> list[tuple[Record, list[Record]]]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from segbench import cli, machine, progress, runtimes, stop, weights
+from segbench import cli, fields, machine, progress, runtimes, stop, weights
 from segbench.cell import Cell
 from segbench.isolate import run_here, run_isolated
 from segbench.measure import Protocol
@@ -45,7 +45,7 @@ class Benchmark:
     size: int = 512
     quick_size: int = 256
     classes: int = DEFAULT_CLASSES
-    parts: tuple[str, ...] = ()
+    submodules: tuple[str, ...] = ()  # timed alone too in every cell (Cell.submodules)
     # extra (family, models) rows of full runs, e.g. the smp library's decoders as a reference
     references: Sequence[tuple[str, Sequence[str]]] = ()
     columns: Sequence[Column] = ()
@@ -56,8 +56,8 @@ class Benchmark:
     plots: Plots | None = None  # README figures
     valid_models: Sequence[str] = field(default=())
     tradeoff: bool = True  # its rows feed the README's speed-versus-size trade-off plots
-    # cells chosen from the finished cells' records (e.g. re-time the winner in parts); a
-    # follow-up cell with an earlier cell's key replaces that cell's record
+    # cells chosen from the finished cells' records (e.g. re-time the winner with its
+    # submodules alone); a follow-up cell with an earlier cell's key replaces that cell's record
     follow_up: Callable[["Benchmark", cli.Options, list[Record]], list[Cell]] | None = None
     # rows that are not cells (e.g. a whole command timed as a peer), made after the cells and
     # follow-ups from the run's results so far; each is saved into the results file as a
@@ -91,7 +91,7 @@ class Benchmark:
         """A cell of this benchmark with the run's shared options."""
         return Cell(benchmark=self.name, model=spec, runtime=runtime,
                     shape=input_shape(spec, opts.size, opts.batch), threads=opts.threads,
-                    protocol=self.protocol(opts), parts=self.parts, **kw)
+                    protocol=self.protocol(opts), submodules=self.submodules, **kw)
 
     def default_cells(self, opts: cli.Options) -> list[Cell]:
         pairs = [(name, fam) for name in opts.models for fam in self.families]
@@ -243,7 +243,7 @@ def dry_run_text(cells: Sequence[Cell], expected: Sequence[float | None], source
     for i, (cell, est) in enumerate(zip(cells, expected), 1):
         variant = ",".join(f"{k}={v}" for k, v in sorted((cell.scenario or {}).items()))
         rows.append([i, cell.model.label, cell.runtime, "x".join(map(str, cell.shape)),
-                     cell.threads, cell.extra.get("tag", "") or variant, duration(est)])
+                     cell.threads, cell.extra.get(fields.TAG, "") or variant, duration(est)])
     table = tabulate(rows, headers=["#", "model", "runtime", "input", "threads", "variant",
                                     "estimate"], tablefmt="github", disable_numparse=True)
     return f"{table}\n\n{estimate_text(cells, expected, source)}; nothing was timed."
@@ -323,7 +323,7 @@ def run_with_retries(cell: Cell, opts: cli.Options, pause: float = CONTENDED_PAU
         time.sleep(pause)
         record = attempt()
     if earlier:
-        record.extra["contended_attempts"] = earlier
+        record.extra[fields.CONTENDED_ATTEMPTS] = earlier
     return record
 
 

@@ -13,7 +13,7 @@ import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Sequence
 
-from segbench import tiling
+from segbench import runtimes, tiling
 
 # --------------------------------------------------------------------------------------------
 # The networks' plans
@@ -107,7 +107,9 @@ class Method3D:
     name: str  # what the per-CT estimates call it
     network: str  # a "3d" family network
     step: float  # tile step as a fraction of the patch (nnU-Net's tile_step_size)
-    parts: int = 1  # networks run one after another on every CT (TotalSegmentator: 5 parts)
+    # part networks run one after another on every CT (TotalSegmentator: 5); "parts" means
+    # only this in the code (a model's submodules timed alone are Cell/Record.submodules)
+    parts: int = 1
     mirror: bool = False  # test-time mirroring over every combination of axes
 
     @property
@@ -272,8 +274,15 @@ ORIGINAL_2D = "mobilenetv4_conv_small"  # + the project's Semantic FPN, 128 chan
 BEST_2D = ("mobilenetv4_conv_small", "openvino-bf16", "blocked", 4)
 CHAMPION_TITLE = "2D champion"
 STAND_IN_TITLE = "2D stand-in, not the champion"
-FAST_RUNTIMES = ("eager", "openvino-bf16", "compile-bf16", "openvino-int8", "ort-fp32",
-                 "openvino-fp32")
+# TotalSegmentator --fast runs under every registered runtime but these three (the per-CT table
+# lists them as not run: BUDGET), so a new runtime joins it by its registry line.
+FAST_NOT_RUN = ("compile", "ort-int8", "compile-int8")
+# The order is the committed runs' order (the FP32 eager reference first, so a run cut short
+# keeps it); it is a choice, not an attribute of the runtimes, so it is stated: the registry's
+# order (by toolchain) would put compile-bf16 first and OpenVINO bf16/INT8 after ORT.
+FAST_RUN_ORDER = ("eager", "openvino-bf16", "compile-bf16", "openvino-int8", "ort-fp32",
+                  "openvino-fp32")
+FAST_RUNTIMES = runtimes.ordered(FAST_RUN_ORDER, leave_out=FAST_NOT_RUN)
 
 # The 2D pipelines' upsample + argmax run inside the network's graph (family "fpn-labels"),
 # where the runtime can fuse them, so their "network" stage includes it; the champion
@@ -292,7 +301,7 @@ METHODS: list[MethodSpec] = [
                stand_in="no champion results"),
     MethodSpec("totalseg-fast", "TotalSegmentator --fast (3 mm)", "3d-phantom", "totalseg-3mm",
                Pipeline.of_method(TOTALSEG_FAST, TOTALSEG_FAST_OUTPUTS), FAST_RUNTIMES, "dice",
-               quick=True, not_run=("compile", "ort-int8", "compile-int8"),
+               quick=True, not_run=FAST_NOT_RUN,
                note="labels back by nearest"),
     MethodSpec("totalseg-fast-probs", "TotalSegmentator --fast, probabilities resampled back",
                "3d-phantom", "totalseg-3mm",

@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from segbench import fields
 from segbench.measure import Protocol
 from segbench.models import ModelSpec
 
@@ -18,14 +19,19 @@ class Cell:
     shape: tuple[int, ...]  # full input shape, batch first
     threads: int
     protocol: Protocol = field(default_factory=Protocol)
-    parts: tuple[str, ...] = ()  # submodules also timed alone, e.g. ("encoder",)
+    submodules: tuple[str, ...] = ()  # attributes of the model also timed alone ("encoder",)
     fidelity: bool = True
     runtime_options: dict[str, Any] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)  # benchmark labels copied to the record
+    # benchmark labels copied to the record; keys declared in segbench.fields (checked here,
+    # before any work, and again when the record is saved)
+    extra: dict[str, Any] = field(default_factory=dict)
     # what one timed call does beyond a forward pass on ``shape``, e.g.
     # {"kind": "sliding_window", "volume": [1, z, y, x], "patch": [...], "step": 0.5,
     #  "mirror": False}
     scenario: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        fields.check_names(self.extra, where=f"cell {self.model.label} | {self.runtime}")
 
     @property
     def batch(self) -> int:
@@ -34,7 +40,7 @@ class Cell:
     @property
     def key(self) -> str:
         opts = ",".join(f"{k}={v}" for k, v in sorted(self.runtime_options.items()))
-        tag = self.extra.get("tag", "")
+        tag = self.extra.get(fields.TAG, "")
         if self.scenario:
             tag += ",".join(f"{k}={v}" for k, v in sorted(self.scenario.items()))
         shape = "x".join(str(s) for s in self.shape)
@@ -47,7 +53,7 @@ class Cell:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["shape"] = list(self.shape)
-        data["parts"] = list(self.parts)
+        data["submodules"] = list(self.submodules)
         return data
 
     @classmethod
@@ -56,5 +62,5 @@ class Cell:
         data["model"] = ModelSpec.from_dict(data["model"])
         data["protocol"] = Protocol(**data["protocol"])
         data["shape"] = tuple(data["shape"])
-        data["parts"] = tuple(data["parts"])
+        data["submodules"] = tuple(data["submodules"])
         return cls(**data)

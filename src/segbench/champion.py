@@ -28,6 +28,7 @@ from typing import Any
 
 from tabulate import tabulate
 
+from segbench import fields
 from segbench.catalogue import pipeline_name
 from segbench.data.phantom import WIDE_HEAD_ORGANS
 from segbench.fidelity import TRAINED_DICE_FLOOR
@@ -86,7 +87,7 @@ class Row:
     runtime: str
     path: str
     batch: int
-    parts: bool = False
+    breakdown: bool = False  # STAGES timed alone too (Cell.submodules): its stage breakdown
 
     @property
     def is_baseline(self) -> bool:
@@ -97,14 +98,14 @@ class Row:
 def search(quick: bool, focus: Sequence[str] = FOCUS, runtimes: Sequence[str] = RUNTIMES
            ) -> list[Row]:
     """The rows of a run, baseline first. ``--quick`` keeps one of each kind of row."""
-    base = Row("baseline", ORIGINAL, 128, "ort-fp32", "full", 1, parts=True)
+    base = Row("baseline", ORIGINAL, 128, "ort-fp32", "full", 1, breakdown=True)
     if quick:  # no prefix timings on an exported baseline: three extra exports
-        return [replace(base, parts=False), Row("runtimes", ORIGINAL, 128, "eager", "full", 1),
-                Row("paths", ORIGINAL, 128, "eager", "corners", 1, parts=True)]
+        return [replace(base, breakdown=False), Row("runtimes", ORIGINAL, 128, "eager", "full", 1),
+                Row("paths", ORIGINAL, 128, "eager", "corners", 1, breakdown=True)]
     rows = [base]
-    rows += [Row("runtimes", ORIGINAL, 128, rt, "full", 1, parts=rt in focus[:1])
+    rows += [Row("runtimes", ORIGINAL, 128, rt, "full", 1, breakdown=rt in focus[:1])
              for rt in runtimes if rt != "ort-fp32"]
-    rows += [Row("paths", ORIGINAL, 128, rt, p, 1, parts=(p == "lowres"))
+    rows += [Row("paths", ORIGINAL, 128, rt, p, 1, breakdown=(p == "lowres"))
              for rt in focus for p in SEARCH_PATHS]
     lead = focus[:1]
     rows += [Row("batch", ORIGINAL, 128, rt, p, b)
@@ -128,7 +129,7 @@ def network_name(network: str, width: int) -> str:
 
 def _row_of(r: Record) -> dict[str, Any]:
     """Where the search put this row; a record from elsewhere still shows its runtime."""
-    return r.extra.get("row") or {"runtime": r.runtime, "batch": r.batch}
+    return r.extra.get(fields.ROW) or {"runtime": r.runtime, "batch": r.batch}
 
 
 def _is_probe(r: Record) -> bool:
@@ -140,7 +141,7 @@ def peaks(records: Sequence[Record]) -> dict[str, float]:
     best: dict[str, float] = {}
     for r in records:
         if _is_probe(r) and r.ok and r.gflops and r.throughput:
-            prec = r.extra.get("precision", "?")
+            prec = r.extra.get(fields.PRECISION, "?")
             rate = r.gflops / r.batch * r.throughput
             best[prec] = max(best.get(prec, 0.0), rate)
     return best
@@ -168,8 +169,8 @@ def reference_dice(records: Sequence[Record]) -> dict[tuple, float]:
     for r in _pipeline_records(records):
         row = _row_of(r)
         if r.ok and row.get("runtime") == REFERENCE and row.get("path") == "full" \
-                and r.extra.get("dice") is not None:
-            out[_key(r)] = r.extra["dice"]
+                and r.extra.get(fields.DICE) is not None:
+            out[_key(r)] = r.extra[fields.DICE]
     return out
 
 
@@ -184,7 +185,7 @@ def reference_of_baseline(records: Sequence[Record]) -> float | None:
     base = baseline(records)
     ref = reference_dice(records).get((ORIGINAL, 128))
     if ref is None and base is not None:
-        ref = base.extra.get("dice")
+        ref = base.extra.get(fields.DICE)
     return ref
 
 
@@ -202,8 +203,8 @@ def champion(records: Sequence[Record]) -> Record | None:
     if ref is None:
         return None
     ok = [r for r in _pipeline_records(records)
-          if r.ok and r.throughput and r.extra.get("dice") is not None
-          and r.extra["dice"] >= ref - DICE_TOLERANCE]
+          if r.ok and r.throughput and r.extra.get(fields.DICE) is not None
+          and r.extra[fields.DICE] >= ref - DICE_TOLERANCE]
     return max(ok, key=lambda r: r.throughput, default=None)
 
 
@@ -217,9 +218,9 @@ def recipe(records: Sequence[Record]) -> dict[str, Any] | None:
     ratio = (best.throughput / base.throughput
              if base is not None and base.ok and base.throughput else None)
     return {"network": row["network"], "width": row["width"], "runtime": row["runtime"],
-            "precision": best.extra.get("precision"), "path": row["path"],
+            "precision": best.extra.get(fields.PRECISION), "path": row["path"],
             "batch": row["batch"], "slices_per_s": best.throughput, "ratio": ratio,
-            "dice": best.extra.get("dice"),
+            "dice": best.extra.get(fields.DICE),
             "reproduce": (f"uv run benchmarks/champion/benchmark.py --models "
                           f"{network_name(row['network'], row['width'])} "
                           f"--runtimes {row['runtime']}")}
@@ -229,18 +230,18 @@ def needs_breakdown(records: Sequence[Record]) -> Row | None:
     """The champion's row with stage timing turned on, if the champion was timed without it
     (the baseline always is); None when there is no champion or it has its breakdown."""
     best = champion(records)
-    if best is None or stage_times(best) is not None or "row" not in best.extra:
+    if best is None or stage_times(best) is not None or fields.ROW not in best.extra:
         return None
-    return replace(Row(**best.extra["row"]), parts=True)
+    return replace(Row(**best.extra[fields.ROW]), breakdown=True)
 
 
 def stage_times(r: Record) -> dict[str, float] | None:
     """Milliseconds per slice of encoder, decoder, head and upsample+argmax, from the prefix
     timings of the same cell (differences of medians, so a stage may come out slightly
     negative when it is tiny)."""
-    if not r.ok or not r.throughput or not all(p in r.parts for p in STAGES):
+    if not r.ok or not r.throughput or not all(p in r.submodules for p in STAGES):
         return None
-    ms = [1000.0 / r.parts[p]["throughput"] for p in STAGES] + [1000.0 / r.throughput]
+    ms = [1000.0 / r.submodules[p]["throughput"] for p in STAGES] + [1000.0 / r.throughput]
     return {"encoder": ms[0], "decoder": ms[1] - ms[0], "head": ms[2] - ms[1],
             "upsample+argmax": ms[3] - ms[2]}
 
@@ -255,13 +256,13 @@ def _ratio(r: Record, base: Record | None) -> str:
 
 def _dice_diff(r: Record, refs: dict[tuple, float]) -> str:
     ref = refs.get(_key(r))
-    dice = r.extra.get("dice")
+    dice = r.extra.get(fields.DICE)
     return DASH if ref is None or dice is None or not r.ok else f"{dice - ref:+.3f}"
 
 
 def _share(r: Record, peak: dict[str, float]) -> str:
     rate = achieved(r)
-    top = peak.get(r.extra.get("precision", ""))
+    top = peak.get(r.extra.get(fields.PRECISION, ""))
     return DASH if rate is None or not top else f"{100.0 * rate / top:.0f}"
 
 
@@ -278,11 +279,11 @@ def main_table(records: Sequence[Record]) -> str:
     for r in recs:
         row = _row_of(r)
         mark = " **baseline**" if r is base else (" **champion**" if r is best else "")
-        rows.append([row.get("stage", "?") + mark, r.extra.get("display", r.model),
-                     row.get("runtime"), r.extra.get("precision", DASH), row.get("path"),
+        rows.append([row.get("stage", "?") + mark, fields.display(r),
+                     row.get("runtime"), r.extra.get(fields.PRECISION, DASH), row.get("path"),
                      row.get("batch"), num(r.throughput, 1) if r.ok else DASH,
                      _latency(r) if r.ok else DASH, _ratio(r, base),
-                     num(r.extra.get("dice"), 3) if r.ok else DASH, _dice_diff(r, refs),
+                     num(r.extra.get(fields.DICE), 3) if r.ok else DASH, _dice_diff(r, refs),
                      num(achieved(r), 0), _share(r, peak), status_text(r)])
     return tabulate(rows, headers=["stage", "network (FPN width)", "runtime", "precision",
                                    "output path", "slices/call", "slices/s",
@@ -293,7 +294,7 @@ def main_table(records: Sequence[Record]) -> str:
 
 
 def peak_table(records: Sequence[Record]) -> str:
-    rows = [[r.extra.get("display", r.model), r.runtime, r.extra.get("precision", DASH),
+    rows = [[fields.display(r), r.runtime, r.extra.get(fields.PRECISION, DASH),
              num(achieved(r), 0), status_text(r)]
             for r in records if _is_probe(r)]
     return tabulate(rows, headers=["probe", "runtime", "precision", "GFLOP/s", "status"],
@@ -308,7 +309,7 @@ def breakdown_table(records: Sequence[Record]) -> str:
             continue
         stages = stage_times(r)
         row = _row_of(r)
-        what = f"{label}: {r.extra.get('display', r.model)}, {row.get('runtime')}, " \
+        what = f"{label}: {fields.display(r)}, {row.get('runtime')}, " \
                f"{row.get('path')}, batch {row.get('batch')}"
         if stages is None:
             rows.append([what] + [DASH] * 5)
@@ -329,8 +330,8 @@ def fastest_exact_path(records: Sequence[Record], network: str, width: int
     rows = [r for r in _pipeline_records(records)
             if r.ok and r.throughput and (_row_of(r).get("network"), _row_of(r).get("width"))
             == (network, width) and _row_of(r).get("path") not in COARSE_PATHS]
-    rows = [r for r in rows if _key(r) not in refs or r.extra.get("dice") is None
-            or refs[_key(r)] - r.extra["dice"] <= DICE_TOLERANCE]
+    rows = [r for r in rows if _key(r) not in refs or r.extra.get(fields.DICE) is None
+            or refs[_key(r)] - r.extra[fields.DICE] <= DICE_TOLERANCE]
     return max(rows, key=lambda r: r.throughput, default=None)
 
 

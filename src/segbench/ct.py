@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from segbench import volume
+from segbench import fields, volume
 from segbench.models import ModelSpec
 from segbench.models.nets3d import TIMED_PART, TOTALSEG_PARTS, true_outputs
 from segbench.results import Record
@@ -72,7 +72,7 @@ def find(records: Sequence[Record], spec: ModelSpec, spatial: Sequence[int], run
     for r in records:
         if (r.family == spec.family and network_name(r) == spec.name
                 and r.classes == spec.classes and tuple(r.shape[2:]) == tuple(spatial)
-                and r.runtime == runtime and bool(r.extra.get("loop")) == loop):
+                and r.runtime == runtime and bool(r.extra.get(fields.LOOP)) == loop):
             return r
     return None
 
@@ -118,7 +118,7 @@ def ct_rows(methods: Sequence[volume.Method], preset: volume.VolumePreset, class
         sec = seconds_per_pass(r)
         rows.append({
             "method": method.name,
-            "network": r.extra.get("display", need.spec.name) if r else need.spec.name,
+            "network": r.extra.get(fields.DISPLAY, need.spec.name) if r else need.spec.name,
             "networks": method.networks, "per_network": per_network, "passes": passes,
             "slice_wise": method.slice_wise, "seconds_per_pass": sec,
             "seconds_per_ct": passes * sec if sec else None,
@@ -164,15 +164,16 @@ def loop_check(records: Sequence[Record], runtime: str) -> list[dict[str, Any]]:
     """Measured tiled loops against tiles x measured seconds per tile."""
     out = []
     for r in records:
-        if not r.extra.get("loop") or r.runtime != runtime:
+        if not r.extra.get(fields.LOOP) or r.runtime != runtime:
             continue
         spec = ModelSpec("3d", network_name(r), r.classes)
         tile = find(records, spec, r.shape[2:], runtime)
-        predicted = r.extra["passes"] * seconds_per_pass(tile) if seconds_per_pass(tile) else None
+        per_tile = seconds_per_pass(tile)
+        predicted = r.extra[fields.PASSES] * per_tile if per_tile else None
         measured = seconds_per_pass(r)
-        out.append({"network": r.extra.get("display", spec.name),
-                    "volume": "x".join(map(str, r.extra["volume"][1:])),
-                    "tiles": r.extra["passes"], "measured": measured, "predicted": predicted,
+        out.append({"network": r.extra.get(fields.DISPLAY, spec.name),
+                    "volume": "x".join(map(str, r.extra[fields.VOLUME][1:])),
+                    "tiles": r.extra[fields.PASSES], "measured": measured, "predicted": predicted,
                     "ratio": measured / predicted if measured and predicted else None,
                     "status": "ok" if r.ok else f"{r.status}: {r.reason}"})
     return out

@@ -1,8 +1,8 @@
 """Results as flat CSV, for people who analyse in pandas or a spreadsheet.
 
 One CSV per results file (one benchmark on one machine), one row per record. Nested fields
-(timing, memory, fidelity, extra, parts, protocol) become dotted columns such as
-``timing.throughput`` or ``parts.encoder.latency_p50_ms``, so every number has a column of its
+(timing, memory, fidelity, extra, submodules, protocol) become dotted columns such as
+``timing.throughput`` or ``submodules.encoder.latency_p50_ms``, so every number has a column of its
 own; lists (shape, per-repeat throughputs) are kept as JSON text in one cell. The runtime's
 own description (``runtime_info``) keeps only its top-level scalars: its nested inventories of
 operators are for reading in the JSON, not for a spreadsheet.
@@ -17,7 +17,7 @@ from typing import Any, Iterable
 
 from segbench.results import Record, ResultsFile, atomic_writer, load
 
-NESTED = ("timing", "memory", "fidelity", "extra", "parts", "protocol", "packages")
+NESTED = ("timing", "memory", "fidelity", "extra", "submodules", "protocol", "packages")
 SHALLOW = ("runtime_info",)
 
 

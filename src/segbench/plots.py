@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 
+from segbench import fields  # noqa: E402
 from segbench.analysis import is_weights_check  # noqa: E402
 from segbench.results import Record  # noqa: E402
 
@@ -32,7 +33,7 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
 
 
 def _label(r: Record) -> str:
-    return r.extra.get("display", r.model)
+    return fields.display(r)
 
 
 # Markers and colours: a reader names every point from the two legends ------------------------
@@ -266,16 +267,16 @@ def speed_quality_plot(records: Sequence[Record], path: Path, baseline: str = "e
     band the Dice tolerance within which a runtime counts as keeping the quality."""
     from segbench.fidelity import DICE_TOLERANCE
 
-    base = {(r.family, r.model): r.extra["dice"] for r in records
-            if r.runtime == baseline and r.ok and "dice" in r.extra}
-    rows = [r for r in records if r.ok and r.throughput and not r.quick and "dice" in r.extra
+    base = {(r.family, r.model): r.extra[fields.DICE] for r in records
+            if r.runtime == baseline and r.ok and fields.DICE in r.extra}
+    rows = [r for r in records if r.ok and r.throughput and not r.quick and fields.DICE in r.extra
             and (r.family, r.model) in base]
     if not rows:
         return None
     colours = network_colours([_label(r) for r in rows])
     runtimes = sorted({r.runtime for r in rows})
     # percentage points of Dice lost (> 0: worse than FP32)
-    xs = [100 * (base[(r.family, r.model)] - r.extra["dice"]) for r in rows]
+    xs = [100 * (base[(r.family, r.model)] - r.extra[fields.DICE]) for r in rows]
     ys = [r.throughput for r in rows]
     fig, ax = plt.subplots(figsize=(8, 5.5))
     band = 100 * DICE_TOLERANCE
@@ -315,11 +316,11 @@ def scaling_plot(records: Sequence[Record], path: Path, machine: str = "") -> Pa
     groups: dict[tuple[str, str, bool], list[Record]] = {}
     labels: list[tuple[float, float, str, tuple]] = []  # streams x threads of parallel points
     for r in rows:
-        streams = int(r.extra.get("streams", 1))
+        streams = int(r.extra.get(fields.STREAMS, 1))
         groups.setdefault((_label(r), r.runtime, streams > 1), []).append(r)
     for (label, runtime, parallel), group in sorted(groups.items()):
-        group.sort(key=lambda r: int(r.extra.get("streams", 1)) * r.threads)
-        total = [int(r.extra.get("streams", 1)) * r.threads for r in group]
+        group.sort(key=lambda r: int(r.extra.get(fields.STREAMS, 1)) * r.threads)
+        total = [int(r.extra.get(fields.STREAMS, 1)) * r.threads for r in group]
         style = dict(color=colours[label], marker=runtime_marker(runtime), markersize=7,
                      linestyle="--" if parallel else "-", linewidth=1.1,
                      markerfacecolor="none" if parallel else colours[label],
@@ -327,9 +328,9 @@ def scaling_plot(records: Sequence[Record], path: Path, machine: str = "") -> Pa
         left.plot(total, [r.throughput for r in group], **style)
         right.plot(total, [r.timing["latency_p50_ms"] for r in group], **style)
         if parallel:
-            labels += [(t, r.throughput, f"{r.extra.get('streams', 1)}x{r.threads}",
+            labels += [(t, r.throughput, f"{r.extra.get(fields.STREAMS, 1)}x{r.threads}",
                         colours[label]) for r, t in zip(group, total)]
-    ticks = sorted({int(r.extra.get("streams", 1)) * r.threads for r in rows})
+    ticks = sorted({int(r.extra.get(fields.STREAMS, 1)) * r.threads for r in rows})
     for ax, ylabel in ((left, "slices / s, all streams together"),
                        (right, "latency per slice, p50 (ms)")):
         ax.set_xscale("log", base=2)
@@ -341,7 +342,7 @@ def scaling_plot(records: Sequence[Record], path: Path, machine: str = "") -> Pa
         ax.set_xlabel("threads in use (streams x threads per stream)")
         ax.set_ylabel(ylabel)
         ax.grid(True, which="major", alpha=0.3)
-    place_labels(left, labels, markers=[(int(r.extra.get("streams", 1)) * r.threads,
+    place_labels(left, labels, markers=[(int(r.extra.get(fields.STREAMS, 1)) * r.threads,
                                          r.throughput, 4.0) for r in rows])
     left.set_title("Throughput (higher is better)", fontsize=10)
     right.set_title("Latency (lower is better)", fontsize=10)

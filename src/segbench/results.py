@@ -17,6 +17,12 @@ advisory (it binds the writers that take it, i.e. this code), is released by the
 its holder dies however it dies, and works on local file systems and on NFS (where Linux maps
 ``flock`` onto byte-range locks). The lock file is left in place (removing it would race with a
 writer that has just opened it); ``*.json.lock`` is git-ignored.
+
+Schema 2 declares the keys of ``Record.extra`` (``segbench.fields``): :func:`save` refuses a
+record with an undeclared key or a value of another type, so a misspelt key fails where it is
+written. :func:`load` reads schema 1 and 2 files; :func:`upgrade` maps an older file's records
+to the current schema (no number changes, only where a value is kept), so old results still
+render.
 """
 
 from __future__ import annotations
@@ -30,7 +36,10 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterator, Sequence, TextIO
 
-SCHEMA = 1
+from segbench import fields as extra_fields
+
+SCHEMA = 2  # 2: Record.extra keys declared in segbench.fields; "parts" renamed (see upgrade)
+READABLE = (1, 2)  # older files are upgraded as they are read (see upgrade)
 STATUSES = ("ok", "failed", "timeout", "skipped")
 
 
@@ -61,11 +70,12 @@ class Record:
     gflops: float | None = None
     prepare_s: float | None = None
     timing: dict[str, Any] | None = None
-    parts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # timings of the model's submodules timed alone (Cell.submodules), e.g. {"encoder": {...}}
+    submodules: dict[str, dict[str, Any]] = field(default_factory=dict)
     fidelity: dict[str, Any] | None = None
     memory: dict[str, Any] = field(default_factory=dict)
     runtime_info: dict[str, Any] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # keys declared in segbench.fields
     protocol: dict[str, Any] = field(default_factory=dict)
     commit: str = ""
     packages: dict[str, str] = field(default_factory=dict)  # versions this record ran with
@@ -83,7 +93,7 @@ class Record:
     @property
     def precision(self) -> str | None:
         """The precision its runtime declared (fp32 / bf16 / int8)."""
-        return self.extra.get("precision")
+        return self.extra.get(extra_fields.PRECISION)
 
     @property
     def throughput(self) -> float | None:
@@ -149,17 +159,76 @@ def full_results_this_machine_first(results_dir: Path, benchmark: str, slug: str
     return sorted(newest, key=lambda f: f.path is None or f.path.stem != slug)
 
 
+def upgrade(data: dict[str, Any]) -> dict[str, Any]:
+    """A results file's data in the current schema; no value changes, only where it is kept.
+
+    Schema 1 -> 2: the extra keys became declared (none renamed), and ``parts`` means one
+    thing: a record's ``parts`` (submodules timed alone) is now ``submodules``, a peer
+    record's ``parts`` (the tool's logged stages) is now ``extra["tool_stages"]``, and the
+    champion row's ``parts`` flag (``extra["row"]``) is now ``breakdown``; own_model's model
+    folder facts are nested under ``extra["nnunet_model"]``."""
+    schema = data.get("schema")
+    if schema not in READABLE:
+        raise ResultsError(f"results schema {schema!r}, this code reads "
+                           f"{', '.join(map(str, READABLE))}")
+    if schema == 1:
+        data = {**data, "records": [_record_from_schema_1(r) for r in data["records"]]}
+    return {**data, "schema": SCHEMA}
+
+
+def _record_from_schema_1(r: dict[str, Any]) -> dict[str, Any]:
+    r = dict(r)
+    parts = r.pop("parts", None) or {}
+    extra = dict(r.get("extra") or {})
+    if r.get("family") == "peer":  # the tool's stages from its log, never submodules
+        if parts:
+            extra[extra_fields.TOOL_STAGES] = parts
+        parts = {}
+    row = extra.get(extra_fields.ROW)
+    if isinstance(row, dict) and "parts" in row:
+        row = dict(row)
+        row["breakdown"] = row.pop("parts")
+        extra[extra_fields.ROW] = row
+    if r.get("benchmark") == "own_model":  # its first run spread the model folder's facts
+        extra = _nest_model_folder(extra)
+    r["extra"] = extra
+    r["submodules"] = parts
+    return r
+
+
+# the model folder's facts an own_model record of schema 1 kept at the top of extra (a cell's,
+# from the model family) or under "model_folder" (a command's); schema 2 nests them as
+# extra["nnunet_model"], whose "dataset" (a folder name) is not real_ct's data set
+_MODEL_FOLDER_KEYS = ("model_folder", "dataset", "fold", "configuration", "trainer",
+                      "architecture", "patch", "spacing_mm", "classes", "mirror_axes",
+                      "normalisation")
+
+
+def _nest_model_folder(extra: dict[str, Any]) -> dict[str, Any]:
+    extra = dict(extra)
+    folder = extra.get("model_folder")
+    if isinstance(folder, dict):
+        extra.pop("model_folder")
+        extra.setdefault(extra_fields.NNUNET_MODEL, folder)
+    elif isinstance(folder, str):
+        nested = {k: extra.pop(k) for k in _MODEL_FOLDER_KEYS if k in extra}
+        extra.setdefault(extra_fields.NNUNET_MODEL, nested)
+    return extra
+
+
 def load(path: Path, benchmark: str | None = None) -> ResultsFile:
     """Read a results file; ResultsError with a one-line reason if it is unusable.
 
-    The schema version is checked, and so is the benchmark when ``benchmark`` is given: a
-    file of another benchmark (copied into the wrong folder) is refused, not mixed in.
+    The schema version is checked (older readable ones are upgraded), and so is the
+    benchmark when ``benchmark`` is given: a file of another benchmark (copied into the wrong
+    folder) is refused, not mixed in.
     """
     try:
         data = json.loads(Path(path).read_text())
-        schema = data.get("schema")
-        if schema != SCHEMA:
-            raise ResultsError(f"{path}: results schema {schema!r}, this code reads {SCHEMA}")
+        try:
+            data = upgrade(data)
+        except ResultsError as exc:
+            raise ResultsError(f"{path}: {exc}") from None
         if benchmark is not None and data["benchmark"] != benchmark:
             raise ResultsError(f"{path}: holds {data['benchmark']!r} results, not {benchmark!r}")
         records = [Record.from_dict(r) for r in data["records"]]
@@ -221,8 +290,16 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 def save(path: Path, results: ResultsFile) -> None:
     """Write ``results`` over ``path`` as it is (atomically). A run adds its records with
-    :func:`update` instead, which merges them into the file under its lock."""
-    write_json_atomic(path, results.to_dict())
+    :func:`update` instead, which merges them into the file under its lock.
+
+    ValueError, and the file left as it was, if a record's ``extra`` has a key that
+    ``segbench.fields`` does not declare or a value of another type (checked on the JSON that
+    is written, so numpy scalars count as the numbers they become)."""
+    text = json.dumps(results.to_dict(), indent=1, default=_jsonable) + "\n"
+    for r in json.loads(text)["records"]:
+        extra_fields.check(r.get("extra") or {}, where=f"{path}: record {r.get('key')!r}")
+    with atomic_writer(path) as handle:
+        handle.write(text)
 
 
 LOCK_SUFFIX = ".lock"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+from segbench import fields
 from segbench.analysis import dice_drops, dice_verdicts, is_weights_check, own_dice_drop
 from segbench.fidelity import AGREEMENT_THRESHOLD, DICE_TOLERANCE, TRAINED_DICE_FLOOR
 from segbench.machine import describe
@@ -24,7 +25,7 @@ BENCHMARKS = ("champion", "whole_ct", "fpn_decoder", "unet_decoder", "quantizati
 
 def _precision(r: Record) -> str | None:
     """The precision the runtime declared (recorded with every row)."""
-    return r.extra.get("precision")
+    return r.extra.get(fields.PRECISION)
 
 
 def _ok(records: Sequence[Record]) -> list[Record]:
@@ -37,12 +38,12 @@ def _best(records: Sequence[Record]) -> Record | None:
 
 
 def _name(r: Record) -> str:
-    return r.extra.get("display", r.model)
+    return fields.display(r)
 
 
 def _agreement(r: Record) -> str:
     fid = r.fidelity or {}
-    dice = r.extra.get("dice")
+    dice = r.extra.get(fields.DICE)
     if dice is not None:
         drop = own_dice_drop(r)
         versus = "" if drop is None or r.runtime == REFERENCE else f", {drop:+.3f} vs FP32 eager"
@@ -122,24 +123,24 @@ def answer_rows(records: Sequence[Record]) -> list[list[str]]:
         return f"{x:.2f}" if x < 10 else f"{x:.0f}"
 
     full = [r for r in records if not r.quick]
-    base = next((r for r in full if (r.extra.get("method"), r.runtime) == ORIGINAL), None)
+    base = next((r for r in full if (r.extra.get(fields.METHOD), r.runtime) == ORIGINAL), None)
     base_s = seconds_per_ct(base) if base else None
     rows = []
     for key in ANSWER_METHODS:
-        timed = [(seconds_per_ct(r), r) for r in full if r.extra.get("method") == key
+        timed = [(seconds_per_ct(r), r) for r in full if r.extra.get(fields.METHOD) == key
                  and seconds_per_ct(r) and keeps_output(r)]
         if key == ORIGINAL[0]:
             timed = [(base_s, base)] if base_s else []
         if not timed:
             continue
         sec, r = min(timed, key=lambda item: item[0])
-        rows.append([r.extra.get("title", r.model), f"`{r.runtime}`", secs(sec),
+        rows.append([fields.title(r), f"`{r.runtime}`", secs(sec),
                      f"{sec / base_s:.2f}x" if base_s else DASH, quality_text(r, short=True)])
     peers = [r for r in full if r.family == "peer" and r.ok and r.timing
              and r.timing.get("median_s")]
     for r in sorted(peers, key=lambda r: r.timing["median_s"]):
         sec = r.timing["median_s"]
-        name = r.extra.get("display", r.model).split(", as shipped")[0]
+        name = fields.display(r).split(", as shipped")[0]
         rows.append([f"the real {name}", "shipped, eager", secs(sec),
                      f"{sec / base_s:.2f}x" if base_s else DASH,
                      "speed only (random weights)"])
@@ -161,8 +162,8 @@ def answer(results_dir: Path, slug: str | None = None) -> str:
         out = searched
     else:
         whole = files["whole_ct"]
-        ct = next((r.extra for r in whole.records if r.extra.get("ct_source")), {})
-        shape = "x".join(map(str, ct.get("ct_shape", [])[::-1]))
+        ct = next((r.extra for r in whole.records if r.extra.get(fields.CT_SOURCE)), {})
+        shape = "x".join(map(str, ct.get(fields.CT_SHAPE, [])[::-1]))
         what = f"a {shape} phantom CT" if shape else "a phantom CT"
         out = [_wrap(f"Seconds per whole CT, HU volume in, label volume out ({what}, "
                      f"`whole_ct`), measured on {describe(whole.machine)}:"), "",
@@ -250,13 +251,13 @@ def quality_rows(fid: ResultsFile) -> list[list[str]]:
     rows = []
     for model in dict.fromkeys(r.model for r in fid.records):
         eager = next((r for r in fid.records if r.model == model and r.runtime == REFERENCE
-                      and r.ok and "dice" in r.extra), None)
+                      and r.ok and fields.DICE in r.extra), None)
         if eager is None:
             continue
         keep, beyond = verdicts.get(model, ([], []))
         low = " (below the 0.8 target: the training budget is too small for it)" \
-            if eager.extra["dice"] < 0.8 else ""
-        rows.append([_name(eager), f"{eager.extra['dice']:.3f}{low}",
+            if eager.extra[fields.DICE] < 0.8 else ""
+        rows.append([_name(eager), f"{eager.extra[fields.DICE]:.3f}{low}",
                      ", ".join(f"`{k}`" for k in keep) or "none",
                      ", ".join(f"{rt} ({d:+.3f})" for rt, d in beyond) or DASH])
     return rows

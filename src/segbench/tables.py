@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from tabulate import tabulate
 
+from segbench import fields
 from segbench.analysis import (  # noqa: F401
     dice_drops,
     dice_verdicts,
@@ -85,7 +86,7 @@ def status_text(r: Record, dice_drop: float | None = None) -> str:
         notes.append("noisy")
     if r.timing and r.timing.get("contended"):
         notes.append("contended")
-    dice = r.extra.get("dice")
+    dice = r.extra.get(fields.DICE)
     if dice is not None and dice < TRAINED_DICE_FLOOR:  # "within 0.01" would say little
         notes.append(f"barely trained: Dice {dice:.2f} < {TRAINED_DICE_FLOOR:g}")
     if dice_drop is not None:
@@ -105,9 +106,9 @@ def compile_seconds(r: Record) -> float | None:
     return r.prepare_s + r.timing["first_call_s"]
 
 
-def part_share(r: Record, part: str) -> float | None:
-    """Share of the whole network's time spent in ``part``, from timing it alone."""
-    whole, alone = _t(r, "throughput"), (r.parts.get(part) or {}).get("throughput")
+def submodule_share(r: Record, name: str) -> float | None:
+    """Share of the whole network's time spent in submodule ``name``, from timing it alone."""
+    whole, alone = _t(r, "throughput"), (r.submodules.get(name) or {}).get("throughput")
     if not whole or not alone:
         return None
     return 100.0 * whole / alone
@@ -115,9 +116,10 @@ def part_share(r: Record, part: str) -> float | None:
 
 # The columns benchmarks pick from --------------------------------------------------------------
 
-MODEL = Column("model", lambda r: r.extra.get("display", r.model), needs_ok=False)
+MODEL = Column("model", fields.display, needs_ok=False)
 RUNTIME = Column("runtime", lambda r: r.runtime, needs_ok=False)
-PARAMS_WITH_HEAD = Column("params (with head)", lambda r: millions(r.extra.get("params_with_head")))
+PARAMS_WITH_HEAD = Column("params (with head)",
+                          lambda r: millions(r.extra.get(fields.PARAMS_WITH_HEAD)))
 BACKBONE_PARAMS = Column("backbone params", lambda r: millions(r.params))
 GFLOPS = Column("GFLOPs", lambda r: num(r.gflops, 2))
 THROUGHPUT = Column("img/s (median ± IQR)", lambda r: throughput_text(r.timing))
@@ -126,7 +128,7 @@ LATENCY = Column("latency p50 / p99 (ms)",
 COMPILE = Column("compile (s)", lambda r: num(compile_seconds(r)))
 FORWARD_MB = Column("forward peak (MB)",
                     lambda r: num((r.memory.get("forward_peak_bytes") or float("nan")) / 2**20))
-ENCODER_SHARE = Column("encoder share (%)", lambda r: num(part_share(r, "encoder"), 0))
+ENCODER_SHARE = Column("encoder share (%)", lambda r: num(submodule_share(r, "encoder"), 0))
 STATUS = Column("status", status_text, needs_ok=False)
 
 
@@ -145,7 +147,7 @@ def fidelity_text(r: Record) -> str:
 
 FIDELITY = Column("vs FP32: agree / SQNR", fidelity_text)
 
-PARAMS_ENC_DEC = Column("params (enc+dec)", lambda r: millions(r.extra.get("params_enc_dec")))
+PARAMS_ENC_DEC = Column("params (enc+dec)", lambda r: millions(r.extra.get(fields.PARAMS_ENC_DEC)))
 
 
 def dice_drop_text(r: Record) -> str:
@@ -156,7 +158,7 @@ def dice_drop_text(r: Record) -> str:
 
 
 # trained weights, scored on held-out phantoms after timing (scenarios.PhantomDice)
-DICE = Column("Dice vs truth", lambda r: num(r.extra.get("dice"), 3))
+DICE = Column("Dice vs truth", lambda r: num(r.extra.get(fields.DICE), 3))
 DICE_DROP = Column("Dice vs FP32 eager", dice_drop_text)
 
 
@@ -259,7 +261,7 @@ def provenance(results: ResultsFile) -> str:
 def float_ops_text(r: Record) -> str:
     """For INT8 rows: the op types that still run in float in the executed graph (why INT8
     may not pay): ORT's optimised graph, or OpenVINO's runtime model."""
-    if r.extra.get("precision") != "int8":
+    if r.extra.get(fields.PRECISION) != "int8":
         return DASH
     ops = (r.runtime_info.get("quantization", {}).get("stayed_float")
            or r.runtime_info.get("layers", {}).get("float_layer_types"))
@@ -277,7 +279,7 @@ def runtime_table(records: Sequence[Record], baseline: str = REFERENCE,
     benchmark's records), else the rows' own where they were scored on phantoms."""
     ups, best = speedups(records, baseline), fastest(records)
     trained = trained or dice_drops(records)
-    scored = [DICE] if any("dice" in r.extra for r in records) else []
+    scored = [DICE] if any(fields.DICE in r.extra for r in records) else []
     trained_column = [Column("Dice drop vs FP32, trained", lambda r: DASH if (r.model, r.runtime)
                              not in trained else f"{trained[(r.model, r.runtime)]:+.3f}",
                              needs_ok=False)] if trained else []
@@ -309,7 +311,7 @@ def weights_check_table(records: Sequence[Record]) -> str | None:
     for trained, twins in groups:
         speeds = [t.throughput for t in twins]
         mean = sum(speeds) / len(speeds)
-        rows.append([trained.extra.get("display", trained.model), trained.runtime,
+        rows.append([fields.display(trained), trained.runtime,
                      " / ".join(throughput_text(t.timing) for t in twins),
                      throughput_text(trained.timing), num(trained.throughput / mean, 3),
                      num(100.0 * (max(speeds) - min(speeds)) / mean, 1),
@@ -344,7 +346,7 @@ def compare_table(a: ResultsFile, b: ResultsFile) -> str:
         both = ra.ok and rb.ok and ra.throughput and rb.throughput
         ratio = rb.throughput / ra.throughput if both else None
         mark = DASH if not both else ("yes" if significant(ra, rb) else "no (IQRs overlap)")
-        rows.append([ra.extra.get("display", ra.model), ra.runtime,
+        rows.append([fields.display(ra), ra.runtime,
                      throughput_text(ra.timing) if ra.ok else status_text(ra),
                      throughput_text(rb.timing) if rb.ok else status_text(rb),
                      num(ratio, 2), mark])

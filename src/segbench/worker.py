@@ -12,7 +12,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from segbench import fidelity, machine, scenarios
+from segbench import fidelity, fields, machine, scenarios
 from segbench.cell import Cell
 from segbench.measure import time_call
 from segbench.results import Record, write_json_atomic
@@ -105,7 +105,7 @@ def estimate_memory(cell: Cell) -> dict[str, int] | None:
         estimate["scenario_bytes"] = voxels * (volume[0] * 4 + (spec.classes + 1) * width)
     elif "scenario_bytes" in scenario:  # a plan that estimated its own buffers (own_model)
         estimate["scenario_bytes"] = int(scenario["scenario_bytes"])
-    streams = int(cell.extra.get("streams", 1) or 1)
+    streams = int(cell.extra.get(fields.STREAMS, 1) or 1)
     if streams > 1:
         estimate["streams"] = streams
     return estimate
@@ -137,8 +137,8 @@ def run_cell(cell: Cell) -> Record:
     record = blank_record(cell)
     torch.set_num_threads(cell.threads)
     runtime = runtimes.get(cell.runtime)
-    record.extra["precision"] = runtime.precision
-    reason = runtime.unavailable_reason() or cell.extra.get("budget_refused")
+    record.extra[fields.PRECISION] = runtime.precision
+    reason = runtime.unavailable_reason() or cell.extra.get(fields.BUDGET_REFUSED)
     if reason:  # a runtime this machine lacks, or a pipeline over the user's memory budget
         record.status, record.reason = "skipped", reason
         return record
@@ -196,11 +196,11 @@ def run_cell(cell: Cell) -> Record:
             with torch.inference_mode():
                 record.extra.update(scenario.reference_evaluation(cell, model))
 
-        for part in cell.parts:
-            stage = f"part {part}"
-            measured, _ = _prepare_and_measure(getattr(model, part), example, cell,
+        for name in cell.submodules:
+            stage = f"submodule {name}"
+            measured, _ = _prepare_and_measure(getattr(model, name), example, cell,
                                                scenarios.Forward(), want_output=False)
-            record.parts[part] = {"prepare_s": measured["prepare_s"], **measured["timing"]}
+            record.submodules[name] = {"prepare_s": measured["prepare_s"], **measured["timing"]}
     except Exception as exc:  # noqa: BLE001 - any failure becomes a row, never a crash
         record.status = "failed"
         record.reason = f"{stage}: {_one_line(exc)}"
@@ -223,11 +223,11 @@ def _prepare_and_measure(module: Any, example: Any, cell: Cell, scenario: Forwar
     runtime = runtimes.get(cell.runtime)
     options = {**cell.runtime_options,
                **runtimes.accepted(cell.runtime, scenario.runtime_options(cell))}
-    if cell.extra.get("streams", 1) > 1:  # throughput mode: S instances timed at once
+    if cell.extra.get(fields.STREAMS, 1) > 1:  # throughput mode: S instances timed at once
         from segbench import streams
 
         return streams.prepare_and_measure(runtime, module, example, cell.threads,
-                                           cell.extra["streams"], options, cell.protocol,
+                                           cell.extra[fields.STREAMS], options, cell.protocol,
                                            cell.batch, want_output)
     prepared, prepare_s = time_call(
         lambda: runtime.prepare(module, example, cell.threads, **options))

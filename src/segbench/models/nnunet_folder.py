@@ -46,7 +46,7 @@ class NnunetFolderFamily:
         folder = folder_of(name, **options)
         return {"display": f"{folder.name} ({folder.describe()['architecture']}, "
                            f"{folder.configuration}, fold {folder.fold})",
-                **folder.describe(), "size_multiple": 1}
+                "nnunet_model": folder.describe(), "size_multiple": 1}
 
 
 FAMILIES = {"nnunet-folder": NnunetFolderFamily()}

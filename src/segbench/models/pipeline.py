@@ -56,7 +56,7 @@ class Pipeline(LabelNet):
     """A :class:`LabelNet` that is its plain network while training.
 
     ``encoder``, ``upto_decoder`` and ``upto_logits`` are the pipeline's prefixes (image in),
-    which a cell can time alone (``Cell.parts``) to split a pass into encoder, decoder, head
+    which a cell can time alone (``Cell.submodules``) to split a pass into encoder, decoder, head
     and upsample+argmax.
     """
 

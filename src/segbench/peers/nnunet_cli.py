@@ -71,7 +71,7 @@ def nnunet_record(bench: str, key: str, model: Any, files: Sequence[str], step: 
                     weights="the model folder's checkpoint", quick=quick,
                     extra={"method": "command", "peer": "nnU-Net",
                            "display": f"{COMMAND} (nnU-Net as shipped, -device cpu)",
-                           "cts": len(files), "model_folder": model.describe()})
+                           "cts": len(files), "nnunet_model": model.describe()})
     try:
         with tempfile.TemporaryDirectory(prefix="segbench-nnunet-") as tmp:
             work = Path(tmp)

@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from segbench import fields
 from segbench.peers.totalseg import install, launch, runner
 from segbench.results import Record
 
@@ -80,7 +81,7 @@ def rows(bench: Any, opts: Any, results: Any,
     own = own_fast_record(results.records)
     peer = next((r for r in results.records if r.key == peer_key("fast", True)), None)
     if own is not None and peer is not None:
-        peer.extra["faithfulness"] = faithfulness_of(own, peer)
+        peer.extra[fields.FAITHFULNESS] = faithfulness_of(own, peer)
         yield peer
 
 
@@ -121,7 +122,7 @@ def peer_key(mode: str, ml: bool) -> str:
 
 def own_fast_record(records: Sequence[Record]) -> Record | None:
     """The project's own eager --fast pipeline of the same file, if it ran and succeeded."""
-    return next((r for r in records if r.extra.get("method") == OWN_FAST_METHOD
+    return next((r for r in records if r.extra.get(fields.METHOD) == OWN_FAST_METHOD
                  and r.runtime == OWN_FAST_RUNTIME and r.ok and r.timing), None)
 
 
@@ -129,7 +130,7 @@ def own_seconds(own: Record) -> tuple[float, float]:
     """(network passes + their accumulation, whole pipeline) of one own loop. nnU-Net's
     progress bar covers both the passes and the weighted accumulation of every tile, so the
     network side of the comparison is the own loop's predict + accumulate stages."""
-    stages = own.extra.get("stages_s", {})
+    stages = own.extra.get(fields.STAGES_S, {})
     network = float(stages.get("predict", 0.0)) + float(stages.get("accumulate", 0.0))
     whole = 1.0 / own.timing["throughput"]  # loops per second -> seconds per CT
     return network, whole

@@ -19,6 +19,7 @@ from typing import Any
 
 from tabulate import tabulate
 
+from segbench import fields
 from segbench.results import Record, ResultsFile
 
 DASH = "–"
@@ -29,6 +30,11 @@ def _pair(s: dict[str, Any] | None) -> str:
     if not s:
         return DASH
     return f"{s['dice']:.3f} / {s['nsd']:.3f}"
+
+
+def _means(r: Record) -> str:
+    """A record's foreground mean Dice / NSD, as :func:`_pair` shows an organ's."""
+    return _pair({"dice": r.extra[fields.MEAN_DICE], "nsd": r.extra[fields.MEAN_NSD]})
 
 
 def _num(x: float | None, digits: int = 3) -> str:
@@ -63,42 +69,40 @@ def ceiling_table(records: Sequence[Record]) -> list[tuple[str, str]]:
     out = []
     by_set: dict[str, list[Record]] = {}
     for r in records:
-        if r.ok and r.extra.get("kind") in ("ceiling", "inter_annotator"):
-            by_set.setdefault(r.extra["dataset"]["name"], []).append(r)
+        if r.ok and r.extra.get(fields.KIND) in ("ceiling", "inter_annotator"):
+            by_set.setdefault(r.extra[fields.DATASET]["name"], []).append(r)
     for recs in by_set.values():
-        ia = next((r for r in recs if r.extra["kind"] == "inter_annotator"), None)
-        grids = [r for r in recs if r.extra["kind"] == "ceiling"]
-        organs = sorted({o for r in recs for o in r.extra["organs"]})
+        ia = next((r for r in recs if r.extra[fields.KIND] == "inter_annotator"), None)
+        grids = [r for r in recs if r.extra[fields.KIND] == "ceiling"]
+        organs = sorted({o for r in recs for o in r.extra[fields.ORGANS]})
         headers = ["organ"] + (["two annotators"] if ia else []) + [
-            r.extra["display"] for r in grids]
+            r.extra[fields.DISPLAY] for r in grids]
         rows = []
         for organ in organs:
             row = [organ]
-            ref = ia.extra["organs"].get(organ) if ia else None
+            ref = ia.extra[fields.ORGANS].get(organ) if ia else None
             if ia:
                 row.append(_pair(ref))
             for r in grids:
-                s = r.extra["organs"].get(organ)
+                s = r.extra[fields.ORGANS].get(organ)
                 cell = _pair(s)
                 if ref and s:
                     cell += " ok" if s["dice"] >= ref["dice"] else " **below**"
                 row.append(cell)
             rows.append(row)
-        mean = ["mean"] + ([_pair({"dice": ia.extra["mean_dice"], "nsd": ia.extra["mean_nsd"]})]
-                           if ia else [])
-        mean += [_pair({"dice": r.extra["mean_dice"], "nsd": r.extra["mean_nsd"]})
-                 for r in grids]
+        mean = ["mean"] + ([_means(ia)] if ia else []) + [_means(r) for r in grids]
         rows.append(mean)
         first = recs[0].extra
         caption = ("Best Dice / NSD an output grid can keep (majority labels on the grid, "
                    "brought back by nearest neighbour; no network), "
-                   f"{_dataset_text(first['dataset'])}, NSD tolerance "
-                   f"{first['tolerance_mm']:g} mm")
-        if first.get("organs_left_out"):
-            caption += f"; left out: {', '.join(first['organs_left_out'])} (whole organs)"
+                   f"{_dataset_text(first[fields.DATASET])}, NSD tolerance "
+                   f"{first[fields.TOLERANCE_MM]:g} mm")
+        if first.get(fields.ORGANS_LEFT_OUT):
+            caption += f"; left out: {', '.join(first[fields.ORGANS_LEFT_OUT])} (whole organs)"
         if ia:
+            pairs = ", ".join(ia.extra.get(fields.ANNOTATORS, []))
             caption += ("; 'two annotators' is their agreement with each other "
-                        f"({', '.join(ia.extra.get('annotators', []))}); 'ok': the grid keeps at "
+                        f"({pairs}); 'ok': the grid keeps at "
                         "least the annotators' Dice, '**below**': it loses more than two experts "
                         "disagree")
         out.append((caption, tabulate(rows, headers=headers, tablefmt="github",
@@ -108,47 +112,48 @@ def ceiling_table(records: Sequence[Record]) -> list[tuple[str, str]]:
 
 def _label(r: Record, scored: Any) -> str:
     """A trained row's method; one scored on other cases than the caption's says so."""
-    cases = r.extra["dataset"].get("cases")
-    return r.extra["display"] + (f", {cases} cases" if cases != scored else "")
+    cases = r.extra[fields.DATASET].get("cases")
+    return r.extra[fields.DISPLAY] + (f", {cases} cases" if cases != scored else "")
 
 
 def trained_tables(records: Sequence[Record]) -> list[tuple[str, str]]:
-    recs = [r for r in records if r.extra.get("kind") == "trained"]
+    recs = [r for r in records if r.extra.get(fields.KIND) == "trained"]
     out = []
-    for name in dict.fromkeys(r.extra["dataset"]["name"] for r in recs):
-        mine = [r for r in recs if r.extra["dataset"]["name"] == name]
-        eager = {(r.extra["method"], r.extra["path"], other_budget(r)): r for r in mine
+    for name in dict.fromkeys(r.extra[fields.DATASET]["name"] for r in recs):
+        mine = [r for r in recs if r.extra[fields.DATASET]["name"] == name]
+        eager = {(r.extra[fields.METHOD], r.extra[fields.PATH], other_budget(r)): r for r in mine
                  if r.runtime == "eager" and r.ok}
         first = mine[0].extra
-        scored = first["dataset"].get("cases")
+        scored = first[fields.DATASET].get("cases")
 
         rows = []
         for r in mine:
-            e = eager.get((r.extra["method"], r.extra["path"], other_budget(r)))
-            drop = (r.extra["mean_dice"] - e.extra["mean_dice"]) if (r.ok and e) else None
-            t = r.extra.get("training", {})
-            rows.append([_label(r, scored), r.extra["path"], r.runtime,
-                         _num(r.extra.get("mean_dice")) if r.ok else DASH,
-                         _num(r.extra.get("mean_nsd")) if r.ok else DASH,
+            e = eager.get((r.extra[fields.METHOD], r.extra[fields.PATH], other_budget(r)))
+            drop = (r.extra[fields.MEAN_DICE] - e.extra[fields.MEAN_DICE]) if (r.ok and e) else None
+            t = r.extra.get(fields.TRAINING, {})
+            rows.append([_label(r, scored), r.extra[fields.PATH], r.runtime,
+                         _num(r.extra.get(fields.MEAN_DICE)) if r.ok else DASH,
+                         _num(r.extra.get(fields.MEAN_NSD)) if r.ok else DASH,
                          f"{drop:+.3f}" if drop is not None else DASH,
-                         _num(r.extra.get("dice_vs_eager")) if r.ok else DASH,
-                         _training_text(t, r.extra.get("core_minutes")),
+                         _num(r.extra.get(fields.DICE_VS_EAGER)) if r.ok else DASH,
+                         _training_text(t, r.extra.get(fields.CORE_MINUTES)),
                          r.status if r.ok else f"{r.status}: {r.reason}"])
-        budget = first.get("training", {}).get("budget", "?")
+        budget = first.get(fields.TRAINING, {}).get("budget", "?")
         out.append((f"Trained on real CT, scored per organ against manual labels: "
-                    f"{_dataset_text(first['dataset'])}; each network trained from random "
+                    f"{_dataset_text(first[fields.DATASET])}; each network trained from random "
                     f"init with {budget} (a row naming its core-minutes: another budget); "
-                    f"NSD tolerance {first['tolerance_mm']:g} mm",
+                    f"NSD tolerance {first[fields.TOLERANCE_MM]:g} mm",
                     tabulate(rows, headers=["method", "path", "runtime", "Dice", "NSD",
                                             "Dice vs its eager", "labels vs eager (Dice)",
                                             "training", "status"],
                              tablefmt="github", disable_numparse=True)))
         ok = [r for r in mine if r.ok and r.runtime == "eager"]
-        organs = sorted({o for r in ok for o in r.extra["organs"]})
-        rows = [[f"{_label(r, scored)}, {r.extra['path']}"]
-                + [_pair(r.extra["organs"].get(o)) for o in organs] for r in ok]
+        organs = sorted({o for r in ok for o in r.extra[fields.ORGANS]})
+        rows = [[f"{_label(r, scored)}, {r.extra[fields.PATH]}"]
+                + [_pair(r.extra[fields.ORGANS].get(o)) for o in organs] for r in ok]
         if ok:
-            out.append((f"Per organ, FP32 eager (Dice / NSD), {_dataset_text(first['dataset'])}",
+            data = _dataset_text(first[fields.DATASET])
+            out.append((f"Per organ, FP32 eager (Dice / NSD), {data}",
                         tabulate(rows, headers=["method, path", *organs], tablefmt="github",
                                  disable_numparse=True)))
     return out
@@ -156,12 +161,12 @@ def trained_tables(records: Sequence[Record]) -> list[tuple[str, str]]:
 
 def other_rows(records: Sequence[Record]) -> list[tuple[str, str]]:
     """Rows no other table shows (a ceiling that failed, an unknown kind), with their reason."""
-    shown = [r for r in records if (r.extra.get("kind") == "trained")
-             or (r.ok and r.extra.get("kind") in ("ceiling", "inter_annotator"))]
+    shown = [r for r in records if (r.extra.get(fields.KIND) == "trained")
+             or (r.ok and r.extra.get(fields.KIND) in ("ceiling", "inter_annotator"))]
     rest = [r for r in records if r not in shown]
     if not rest:
         return []
-    rows = [[r.extra.get("display", r.model), r.runtime,
+    rows = [[fields.display(r), r.runtime,
              r.status if r.ok else f"{r.status}: {r.reason}"] for r in rest]
     return [("Other rows", tabulate(rows, headers=["row", "runtime", "status"],
                                     tablefmt="github", disable_numparse=True))]
@@ -180,18 +185,18 @@ def path_verdict(records: Sequence[Record]) -> dict[str, Any] | None:
     """What real CT says about the 2D champion's output paths: its FP32 eager Dice / NSD with
     the coarse ``lowres`` path and with the exact ``full`` path, on the same network, cases and
     training; None when the run has not both rows."""
-    rows = {r.extra.get("path"): r for r in records
-            if r.ok and r.extra.get("kind") == "trained" and r.runtime == "eager"
-            and r.extra.get("method") == "2d-champion"
+    rows = {r.extra.get(fields.PATH): r for r in records
+            if r.ok and r.extra.get(fields.KIND) == "trained" and r.runtime == "eager"
+            and r.extra.get(fields.METHOD) == "2d-champion"
             and not other_budget(r)}
     if "lowres" not in rows or "full" not in rows:
         return None
     low, full = rows["lowres"].extra, rows["full"].extra
-    return {"dataset": _dataset_text(low["dataset"]),
-            "budget": low.get("training", {}).get("budget", "?"),
-            "lowres": {"dice": low["mean_dice"], "nsd": low["mean_nsd"]},
-            "full": {"dice": full["mean_dice"], "nsd": full["mean_nsd"]},
-            "cost": full["mean_dice"] - low["mean_dice"]}
+    return {"dataset": _dataset_text(low[fields.DATASET]),
+            "budget": low.get(fields.TRAINING, {}).get("budget", "?"),
+            "lowres": {"dice": low[fields.MEAN_DICE], "nsd": low[fields.MEAN_NSD]},
+            "full": {"dice": full[fields.MEAN_DICE], "nsd": full[fields.MEAN_NSD]},
+            "cost": full[fields.MEAN_DICE] - low[fields.MEAN_DICE]}
 
 
 def find_path_verdict(results_dir: Path, slug: str | None = None) -> dict[str, Any] | None:
@@ -216,26 +221,26 @@ def summary_tables(records: Sequence[Record]) -> list[tuple[str, str]]:
     out = []
     by_set: dict[str, list[Record]] = {}
     for r in records:
-        if r.ok and r.extra.get("kind") in ("ceiling", "inter_annotator"):
-            by_set.setdefault(r.extra["dataset"]["name"], []).append(r)
-    grids = list(dict.fromkeys(r.extra["display"] for recs in by_set.values() for r in recs
-                               if r.extra["kind"] == "ceiling"))
+        if r.ok and r.extra.get(fields.KIND) in ("ceiling", "inter_annotator"):
+            by_set.setdefault(r.extra[fields.DATASET]["name"], []).append(r)
+    grids = list(dict.fromkeys(r.extra[fields.DISPLAY] for recs in by_set.values() for r in recs
+                               if r.extra[fields.KIND] == "ceiling"))
     rows = []
     for name, recs in by_set.items():
-        ia = next((r for r in recs if r.extra["kind"] == "inter_annotator"), None)
-        row = [name, _pair({"dice": ia.extra["mean_dice"], "nsd": ia.extra["mean_nsd"]})
-               if ia else DASH]
+        ia = next((r for r in recs if r.extra[fields.KIND] == "inter_annotator"), None)
+        row = [name, _means(ia) if ia else DASH]
         for grid in grids:
-            r = next((r for r in recs if r.extra["kind"] == "ceiling"
-                      and r.extra["display"] == grid), None)
+            r = next((r for r in recs if r.extra[fields.KIND] == "ceiling"
+                      and r.extra[fields.DISPLAY] == grid), None)
             if r is None:
                 row.append(DASH)
                 continue
-            cell = _pair({"dice": r.extra["mean_dice"], "nsd": r.extra["mean_nsd"]})
+            cell = _means(r)
             if ia is not None:
-                below = [o for o, v in r.extra["organs"].items() if o in ia.extra["organs"]
-                         and v["dice"] < ia.extra["organs"][o]["dice"]]
-                cell += f", {len(below)}/{len(r.extra['organs'])} below"
+                theirs = ia.extra[fields.ORGANS]
+                below = [o for o, v in r.extra[fields.ORGANS].items()
+                         if o in theirs and v["dice"] < theirs[o]["dice"]]
+                cell += f", {len(below)}/{len(r.extra[fields.ORGANS])} below"
             row.append(cell)
         rows.append(row)
     if rows:
@@ -243,23 +248,24 @@ def summary_tables(records: Sequence[Record]) -> list[tuple[str, str]]:
                     "organs where it keeps less than two annotators agree",
                     tabulate(rows, headers=["data set", "two annotators", *grids],
                              tablefmt="github", disable_numparse=True)))
-    trained = [r for r in records if r.extra.get("kind") == "trained" and not other_budget(r)]
+    trained = [r for r in records if r.extra.get(fields.KIND) == "trained" and not other_budget(r)]
     rows = []
     for r in trained:
         if not (r.ok and r.runtime == "eager"):
             continue
-        others = [o for o in trained if o.ok and o.extra.get("method") == r.extra["method"]
-                  and o.extra.get("path") == r.extra["path"] and o.runtime != "eager"]
-        worst = min(others, key=lambda o: o.extra["mean_dice"], default=None)
-        drop = (f"{worst.extra['mean_dice'] - r.extra['mean_dice']:+.3f} (`{worst.runtime}`)"
-                if worst else DASH)
-        rows.append([r.extra["display"], r.extra["path"],
-                     _pair({"dice": r.extra["mean_dice"], "nsd": r.extra["mean_nsd"]}), drop,
-                     str(r.extra.get("training", {}).get("steps", DASH))])
+        others = [o for o in trained if o.ok
+                  and o.extra.get(fields.METHOD) == r.extra[fields.METHOD]
+                  and o.extra.get(fields.PATH) == r.extra[fields.PATH] and o.runtime != "eager"]
+        worst = min(others, key=lambda o: o.extra[fields.MEAN_DICE], default=None)
+        drop = (f"{worst.extra[fields.MEAN_DICE] - r.extra[fields.MEAN_DICE]:+.3f} "
+                f"(`{worst.runtime}`)" if worst else DASH)
+        rows.append([r.extra[fields.DISPLAY], r.extra[fields.PATH],
+                     _means(r), drop,
+                     str(r.extra.get(fields.TRAINING, {}).get("steps", DASH))])
     if rows:
         first = trained[0].extra
-        out.append((f"Trained on real CT ({_dataset_text(first['dataset'])}; "
-                     f"{first.get('training', {}).get('budget', '?')} each), FP32 eager",
+        out.append((f"Trained on real CT ({_dataset_text(first[fields.DATASET])}; "
+                     f"{first.get(fields.TRAINING, {}).get('budget', '?')} each), FP32 eager",
                      tabulate(rows, headers=["method", "path", "Dice / NSD",
                                              "worst runtime's Dice change", "steps"],
                               tablefmt="github", disable_numparse=True)))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import inspect
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -80,6 +80,24 @@ def precision_of(name: str) -> str:
 def toolchain_of(name: str) -> str:
     """eager / compile / ort / openvino, from the registry (no import of the runtime)."""
     return REGISTRY[name].toolchain
+
+
+def of_toolchain(toolchain: str) -> tuple[str, ...]:
+    """The runtimes of one toolchain, in the registry's order."""
+    return tuple(name for name, e in REGISTRY.items() if e.toolchain == toolchain)
+
+
+def ordered(first: Sequence[str], leave_out: Sequence[str] = ()) -> tuple[str, ...]:
+    """Every registered runtime but ``leave_out``: ``first`` in its own order, then the others
+    in the registry's (a new runtime joins a list built this way at its end). A benchmark
+    states only what it chooses (an order, what it leaves out); membership is the registry's.
+    ValueError for a name the registry does not hold, so a misspelt one fails at import."""
+    unknown = [n for n in (*first, *leave_out) if n not in REGISTRY]
+    if unknown:
+        raise ValueError(f"unknown runtime(s) {', '.join(map(repr, unknown))}; "
+                         f"valid: {', '.join(REGISTRY)}")
+    head = [n for n in dict.fromkeys(first) if n not in leave_out]
+    return tuple(head + [n for n in REGISTRY if n not in head and n not in leave_out])
 
 
 def get(name: str) -> Runtime:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from segbench import fields
 from segbench.results import ResultsFile
 
 
@@ -31,7 +32,7 @@ class Config:
 
 
 def config_of(record: Any) -> Config:
-    return Config(int(record.extra.get("streams", 1)), int(record.threads))
+    return Config(int(record.extra.get(fields.STREAMS, 1)), int(record.threads))
 
 
 def network_key(record: Any) -> str:
@@ -80,7 +81,7 @@ def scaling_table(records: Sequence[Any]) -> str:
                                    ("**lowest latency**", quickest)) if r.key in keys]
         one = base.get((network_key(r), r.runtime))
         timing = r.timing or {}
-        rows.append([r.extra.get("display", r.model), r.runtime, cfg.mode,
+        rows.append([fields.display(r), r.runtime, cfg.mode,
                      f"{cfg.streams} x {cfg.threads}",
                      throughput_text(r.timing) if r.ok else DASH,
                      num(r.throughput / one, 2) if r.ok and r.throughput and one else DASH,

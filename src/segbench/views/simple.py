@@ -9,6 +9,7 @@ from typing import Any
 
 from tabulate import tabulate
 
+from segbench import fields
 from segbench.fidelity import DICE_TOLERANCE
 from segbench.machine import describe
 from segbench.results import Record, ResultsFile
@@ -33,7 +34,7 @@ def patch_row(r: Record) -> list[str]:
     voxels = math.prod(r.shape[2:]) * r.batch
     equiv = r.throughput / r.batch * voxels / SLICE_512 if r.ok and r.throughput else None
     kind = "3D" if r.family == "3d" else "2D"
-    return [r.extra.get("display", r.model), kind, millions(r.params),
+    return [fields.display(r), kind, millions(r.params),
             "x".join(map(str, r.shape[2:])),
             num(r.timing["latency_p50_ms"], 0) if r.ok else DASH,
             num(equiv, 1), num(equiv / (r.params / 1e6), 2) if equiv and r.params else DASH,
@@ -42,7 +43,7 @@ def patch_row(r: Record) -> list[str]:
 
 def passes_tables(view: Any, results: ResultsFile) -> list[tuple[str, str]]:
     records = results.records
-    patch_rows = [patch_row(r) for r in records if not r.extra.get("loop")
+    patch_rows = [patch_row(r) for r in records if not r.extra.get(fields.LOOP)
                   and (r.family != "3d" or tuple(r.shape[2:]) == PATCH_3D)
                   and (r.family == "3d" or r.shape[2] == r.shape[3])]
     return [("Per forward pass (the originals' comparison)", tabulate(
@@ -62,10 +63,10 @@ def speed(r: Record | None) -> str:
 
 
 def pair_row(encoder: str, fpn: Record | None, unet: Record | None) -> list[str]:
-    name = (fpn or unet).extra.get("display", encoder).split(" + ")[0]  # type: ignore[union-attr]
+    name = (fpn or unet).extra.get(fields.DISPLAY, encoder).split(" + ")[0]  # type: ignore[union-attr]
     if not (fpn and unet and fpn.ok and unet.ok):
         return [name, speed(fpn), speed(unet)] + [DASH] * 5
-    p_fpn, p_unet = fpn.extra["params_enc_dec"], unet.extra["params_enc_dec"]
+    p_fpn, p_unet = fpn.extra[fields.PARAMS_ENC_DEC], unet.extra[fields.PARAMS_ENC_DEC]
     return [name, speed(fpn), speed(unet), num(fpn.throughput / unet.throughput, 2),
             f"{millions(p_fpn)} / {millions(p_unet)}", f"+{(p_unet - p_fpn) / 1e6:.2f}M",
             f"{num(fpn.gflops, 2)} / {num(unet.gflops, 2)}", f"{unet.gflops / fpn.gflops:.2f}x"]
@@ -89,8 +90,8 @@ def fidelity_tables(view: Any, results: ResultsFile) -> list[tuple[str, str]]:
     rows = []
     for r in records:
         fid = r.fidelity or {}
-        rows.append([r.extra.get("display", r.model), r.runtime,
-                     num(r.extra.get("dice"), 3) if r.ok else DASH,
+        rows.append([fields.display(r), r.runtime,
+                     num(r.extra.get(fields.DICE), 3) if r.ok else DASH,
                      (f"{drops[(r.model, r.runtime)]:+.3f}"
                       if (r.model, r.runtime) in drops else DASH),
                      num(fid.get("label_agreement"), 2), num(fid.get("sqnr_db"), 1),
@@ -99,7 +100,7 @@ def fidelity_tables(view: Any, results: ResultsFile) -> list[tuple[str, str]]:
                                          "Dice drop vs FP32", "label agree vs FP32 (%)",
                                          "SQNR (dB)", "img/s", "status"],
                           tablefmt="github", disable_numparse=True)
-    names = {r.model: r.extra.get("display", r.model) for r in records}
+    names = {r.model: fields.display(r) for r in records}
     summary = tabulate(
         [[names[model], ", ".join(keep) or "none", ", ".join(rt for rt, _ in lose) or "none"]
          for model, (keep, lose) in dice_verdicts(records).items()],

@@ -32,8 +32,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from segbench import fields
+from segbench import runtimes as registry
 from segbench.benchmarks.champion_3d.view import TOOL_KEY
 from segbench.catalogue import (
+    FAST_NOT_RUN,
     FAST_RUNTIMES,
     TOTALSEG_FAST,
     TOTALSEG_FAST_OUTPUTS,
@@ -46,10 +49,17 @@ from segbench.cell import Cell
 NAME = "champion_3d"
 NETWORK = TOTALSEG_FAST.network
 REFERENCE_RUNTIME = "eager"
-RUNTIMES = FAST_RUNTIMES + ("ort-int8", "compile-int8")
+# The runtimes stage: whole_ct's --fast runtimes in their order, then the ones whole_ct leaves
+# out, but torch.compile FP32: the search was stated without it (docs/champion_3d.md, no reason
+# recorded; its peak probe runs). A new runtime joins through FAST_RUNTIMES.
+RUNTIMES = registry.ordered(FAST_RUNTIMES + FAST_NOT_RUN, leave_out=("compile",))
 FOCUS = ("openvino-bf16", "openvino-int8")
-PROBE_RUNTIMES = ("openvino-fp32", "openvino-bf16", "openvino-int8", "compile",
-                  "compile-bf16")
+# Peak probes: every precision of OpenVINO (the focus toolchain), then of torch.compile but
+# PT2E INT8 (the INT8 peak is OpenVINO's). Which toolchains are probed is this benchmark's
+# choice, stated with the search; the runtimes follow from the registry.
+PROBE_TOOLCHAINS = ("openvino", "compile")
+PROBE_RUNTIMES = tuple(n for toolchain in PROBE_TOOLCHAINS
+                       for n in registry.of_toolchain(toolchain) if n != "compile-int8")
 QUICK_RUNTIMES = ("eager",)
 PROBE_SHAPE = (1, 3, 128, 128)  # the champion benchmark's probe input
 
@@ -113,7 +123,6 @@ def make_cells(bench: Any, opts: Any) -> list[Cell]:
     from pathlib import Path
 
     from segbench import machine
-    from segbench import runtimes as registry
     from segbench.benchmarks.this_cpu.plan import champion_choices, choice_cell
     from segbench.benchmarks.whole_ct.plan import ct_source, loop_cell
     from segbench.models import ModelSpec
@@ -143,8 +152,8 @@ def make_cells(bench: Any, opts: Any) -> list[Cell]:
             reference = cell.scenario["reference"]
         if c.options:
             cell.runtime_options = registry.accepted(c.runtime, dict(c.options))
-            cell.extra["tag"] += "," + ",".join(f"{k}={v}" for k, v in c.options)
-            cell.extra["options"] = dict(c.options)
+            cell.extra[fields.TAG] += "," + ",".join(f"{k}={v}" for k, v in c.options)
+            cell.extra[fields.OPTIONS] = dict(c.options)
         cells.append(cell)
     if not getattr(opts, "dry_run", False) and ct["kind"] == "phantom":
         scan.load_ct(ct)  # made once and cached here, not once per cell

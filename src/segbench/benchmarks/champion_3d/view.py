@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 from tabulate import tabulate
 
-from segbench import tiling
+from segbench import fields, tiling
 from segbench.benchmarks.whole_ct.view import (
     _gib,
     _secs,
@@ -32,17 +32,17 @@ TOOL_KEY = "tool"  # the variant with the tool's own settings (the reference's p
 
 
 def search_records(records: Sequence[Record]) -> list[Record]:
-    return [r for r in records if str(r.extra.get("method", "")).startswith("3d-")]
+    return [r for r in records if str(r.extra.get(fields.METHOD, "")).startswith("3d-")]
 
 
 def reference(records: Sequence[Record]) -> Record | None:
-    return next((r for r in search_records(records) if r.extra.get("reference_row")), None)
+    return next((r for r in search_records(records) if r.extra.get(fields.REFERENCE_ROW)), None)
 
 
 def dice_vs_reference(r: Record) -> float | None:
-    if r.extra.get("reference_row"):
+    if r.extra.get(fields.REFERENCE_ROW):
         return 1.0 if r.ok else None
-    return r.extra.get("dice_vs_eager")
+    return r.extra.get(fields.DICE_VS_EAGER)
 
 
 def qualifies(r: Record) -> bool:
@@ -57,18 +57,18 @@ def champion(records: Sequence[Record]) -> Record | None:
 
 
 def gflop_per_ct(r: Record) -> float | None:
-    passes = r.extra.get("passes")
+    passes = r.extra.get(fields.PASSES)
     return r.gflops * passes if r.gflops and passes else None
 
 
 def network_rate(r: Record) -> float | None:
     """GFLOP/s of the network stage: FLOPs of every pass / the loop's network seconds."""
-    flops, net = gflop_per_ct(r), (r.extra.get("stages_s") or {}).get("predict")
+    flops, net = gflop_per_ct(r), (r.extra.get(fields.STAGES_S) or {}).get("predict")
     return flops / net if flops and net else None
 
 
 def share_of_peak(r: Record, peak: dict[str, float]) -> str:
-    rate, top = network_rate(r), peak.get(r.extra.get("precision", ""))
+    rate, top = network_rate(r), peak.get(r.extra.get(fields.PRECISION, ""))
     return f"{rate / top:.0%}" if rate and top else DASH
 
 
@@ -77,7 +77,7 @@ def _ratio(a: float | None, b: float | None) -> str:
 
 
 def _agree(r: Record) -> str:
-    a = r.extra.get("agreement_vs_eager")
+    a = r.extra.get(fields.AGREEMENT_VS_EAGER)
     return DASH if a is None else f"{a:.2f} %"
 
 
@@ -102,19 +102,19 @@ def search_rows(records: Sequence[Record]) -> list[list[str]]:
         s = seconds_per_ct(r)
         d = dice_vs_reference(r)
         back = sum(stage_seconds(r).get(c, 0.0) for c in ("argmax", "resample back"))
-        how = r.extra.get("how", "")
-        if r.extra.get("options"):
-            how += " (" + ", ".join(f"{k}={v}" for k, v in r.extra["options"].items()) + ")"
+        how = r.extra.get(fields.HOW, "")
+        if r.extra.get(fields.OPTIONS):
+            how += " (" + ", ".join(f"{k}={v}" for k, v in r.extra[fields.OPTIONS].items()) + ")"
         mark = " **3D champion**" if best is not None and r.key == best.key else ""
         flops = gflop_per_ct(r)
         rate = network_rate(r)
         rows.append([
-            r.extra.get("stage", ""), how + mark, r.runtime, _secs(s),
+            r.extra.get(fields.STAGE, ""), how + mark, r.runtime, _secs(s),
             _stage(r, "preprocess"), _stage(r, "network"), _stage(r, "blend"),
-            _secs(back) if r.ok and r.extra.get("stages_s") else DASH,
-            str(r.extra.get("passes", DASH)), DASH if flops is None else f"{flops:.0f}",
+            _secs(back) if r.ok and r.extra.get(fields.STAGES_S) else DASH,
+            str(r.extra.get(fields.PASSES, DASH)), DASH if flops is None else f"{flops:.0f}",
             DASH if rate is None else f"{rate:.0f}", share_of_peak(r, peak),
-            _gib(r.extra.get("loop_peak_rss_bytes")),
+            _gib(r.extra.get(fields.LOOP_PEAK_RSS_BYTES)),
             DASH if d is None else f"{d:.3f}", _agree(r), _ratio(s, tool),
             "ok" if r.ok else f"{r.status}: {r.reason}"])
     return rows
@@ -137,11 +137,11 @@ def answer_rows(records: Sequence[Record]) -> list[list[str]]:
                      "the reference labels"])
     if best is not None:
         d = dice_vs_reference(best)
-        rows.append([f"3D champion: {best.extra.get('how', '')}", best.runtime,
+        rows.append([f"3D champion: {best.extra.get(fields.HOW, '')}", best.runtime,
                      _secs(seconds_per_ct(best)), _ratio(seconds_per_ct(best), tool),
                      f"Dice {d:.3f} vs reference"])
     for two in two_d(records):
-        rows.append([two.extra.get("title", two.model), two.runtime,
+        rows.append([fields.title(two), two.runtime,
                      _secs(seconds_per_ct(two)), _ratio(seconds_per_ct(two), tool),
                      "speed only (random weights)"])
     return rows
@@ -149,21 +149,21 @@ def answer_rows(records: Sequence[Record]) -> list[list[str]]:
 
 def two_d_source(records: Sequence[Record]) -> str:
     """The champion results file the 2D rows' recipe was read from."""
-    return next((r.extra.get("source", "") for r in two_d(records)), "")
+    return next((r.extra.get(fields.SOURCE, "") for r in two_d(records)), "")
 
 
 def two_d(records: Sequence[Record]) -> list[Record]:
     """The 2D champion's rows of the run (the champion, then its exact-path twin)."""
-    return [r for r in records if str(r.extra.get("method", "")).startswith("2d-") and r.ok]
+    return [r for r in records if str(r.extra.get(fields.METHOD, "")).startswith("2d-") and r.ok]
 
 
 def step_rows(records: Sequence[Record]) -> list[list[str]]:
     """Tiles per step of the plan's patch on the grid the run saw (tile arithmetic only)."""
     r = reference(records)
-    if r is None or not r.extra.get("grid"):
+    if r is None or not r.extra.get(fields.GRID):
         return []
-    grid = tuple(r.extra["grid"])
-    patch = tuple((r.extra.get("pipeline") or {}).get("patch") or TOTALSEG_FAST.patch)
+    grid = tuple(r.extra[fields.GRID])
+    patch = tuple((r.extra.get(fields.PIPELINE) or {}).get("patch") or TOTALSEG_FAST.patch)
     return [[f"{step}", "x".join(map(str, grid)), "x".join(map(str, patch)),
              str(tiling.tile_count(grid, patch, step))] for step in STEPS]
 
@@ -179,7 +179,7 @@ def limits(r: Record, peak: dict[str, float]) -> str:
     share = share_of_peak(r, peak)
     return (f"its loop: {parts}" + ("" if share == DASH else
                                     f", the network at {share} of the "
-                                    f"{r.extra.get('precision', '')} peak"))
+                                    f"{r.extra.get(fields.PRECISION, '')} peak"))
 
 
 def headline(records: Sequence[Record]) -> str:
@@ -189,7 +189,7 @@ def headline(records: Sequence[Record]) -> str:
     if best is None:
         return ""
     b = seconds_per_ct(best)
-    text = (f"3D champion {_secs(b)} s per CT ({best.runtime}, {best.extra.get('how', '')}, "
+    text = (f"3D champion {_secs(b)} s per CT ({best.runtime}, {best.extra.get(fields.HOW, '')}, "
             f"Dice {dice_vs_reference(best):.3f})")
     if tool:
         ratio = tool / b
@@ -224,7 +224,7 @@ def tables(view: Any, results: Any) -> list[tuple[str, str]]:
                              headers=["precision", "GFLOP/s"], tablefmt="github")))
     out += peer_tables(records)
     searched = {r.key for r in search_records(records)}
-    failed = [[r.extra.get("title", r.model), r.runtime, f"{r.status}: {r.reason}"]
+    failed = [[fields.title(r), r.runtime, f"{r.status}: {r.reason}"]
               for r in records if not r.ok and r.key not in searched and r.family != "peer"]
     if failed:  # a 2D champion or probe row that did not run still says why
         out.append(("Other rows that did not run", tabulate(

@@ -207,7 +207,7 @@ def loop_cell(bench: Any, opts: Any, folder: Any, spec: ModelSpec, runtime: str,
               title: str, reference: str, saves: bool) -> Cell:
     estimate, refused = budget_check(pipe, spec, shape, spacing, opts)
     buffers = pipe.scenario_bytes(shape, spacing)
-    extra = {"method": method, "title": title, "tag": method, "model_folder": folder.describe(),
+    extra = {"method": method, "title": title, "tag": method, "nnunet_model": folder.describe(),
              "estimated_peak_bytes": estimate}
     if refused:
         extra["budget_refused"] = refused
@@ -305,7 +305,7 @@ def cohort_cells(bench: Any, opts: Any, records: list[Any]) -> list[Cell]:
             protocol=loop_protocol(1, opts.quick), fidelity=False,
             extra={"method": "cohort", "tag": f"cohort, {label}",
                    "title": f"cohort of {len(files)} CTs, {label}", "overlap": overlap,
-                   "model_folder": folder.describe(), "chosen_from": best.key},
+                   "nnunet_model": folder.describe(), "chosen_from": best.key},
             scenario={"kind": "cohort", "files": files, "pipeline": pipe.to_dict(),
                       "overlap": overlap, "calibration": 4 if opts.quick else 8}))
     return cells

@@ -9,6 +9,7 @@ from typing import Any, Sequence
 
 from tabulate import tabulate
 
+from segbench import fields
 from segbench.benchmarks.whole_ct.view import _gib, _secs
 from segbench.results import Record
 from segbench.tables import DASH
@@ -51,10 +52,7 @@ def title(r: Record) -> str:
 def model_name(records: Sequence[Record]) -> str:
     """The model folder the rows ran: its dataset and configuration."""
     for r in records:
-        # a command row carries the folder's description under "model_folder"; a cell row
-        # has the model family's description (the same keys) in its extra itself
-        info = r.extra.get("model_folder")
-        info = info if isinstance(info, dict) else r.extra
+        info = r.extra.get(fields.NNUNET_MODEL) or {}
         if all(k in info for k in ("dataset", "architecture", "configuration", "fold")):
             return (f"{info['dataset']} ({info['architecture']}, {info['configuration']}, "
                     f"fold {info['fold']}, {info.get('classes', '?')} classes)")

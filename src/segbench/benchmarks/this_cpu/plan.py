@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from segbench import fields
 from segbench.benchmarks.this_cpu.view import ORDER
 from segbench.catalogue import CLASSES_2D, Pipeline
 from segbench.cell import Cell
@@ -78,7 +79,7 @@ def champion_choices(results_dir: Path, slug: str) -> list[Choice]:
         if info["path"] in champion.COARSE_PATHS:
             exact = champion.fastest_exact_path(f.records, info["network"], info["width"])
             if exact is not None:
-                row = exact.extra["row"]
+                row = exact.extra[fields.ROW]
                 out.append(Choice("champion-exact", f"2D champion network, exact path "
                                   f"{row['path']}", net, row["runtime"],
                                   _pipe_2d(net, row["batch"], row["path"]), source))
@@ -96,12 +97,13 @@ def best_3d_runtime(results_dir: Path, slug: str) -> tuple[str, str]:
     for f in full_results_this_machine_first(results_dir, "champion_3d", slug):
         best = searched.champion(f.records)
         if best is not None:
-            if best.extra.get("variant") == searched.TOOL_KEY and not best.extra.get("options"):
+            if (best.extra.get(fields.VARIANT) == searched.TOOL_KEY
+                    and not best.extra.get(fields.OPTIONS)):
                 return best.runtime, f.path.name
             break  # another pipeline won: this_cpu times the tool's settings only
     for f in full_results_this_machine_first(results_dir, "whole_ct", slug):
         rows = [(seconds_per_ct(r), r) for r in f.records
-                if r.extra.get("method") == "totalseg-fast" and not r.quick
+                if r.extra.get(fields.METHOD) == "totalseg-fast" and not r.quick
                 and seconds_per_ct(r) and keeps_output(r)]
         if rows:
             return min(rows, key=lambda item: item[0])[1].runtime, f.path.name

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 from tabulate import tabulate
 
+from segbench import fields
 from segbench.champion import COARSE_PATHS, DICE_TOLERANCE
 from segbench.realct.view import other_budget
 from segbench.results import Record, ResultsFile, full_results_this_machine_first
@@ -45,12 +46,12 @@ def phantom_quality(files: Sequence[ResultsFile], key: str, runtime: str
     method = WHOLE_CT_METHOD.get(key)
     for f in files:
         for r in f.records:
-            if (r.ok and not r.quick and r.extra.get("method") == method
-                    and r.runtime == runtime and r.extra.get("dice") is not None
-                    and not (method == "2d-best" and r.extra.get("stand_in"))):
-                text = f"{r.extra['dice']:.3f}"
-                if r.extra.get("dice_vs_eager") is not None:
-                    text += f" ({r.extra['dice_vs_eager']:.3f} vs its FP32)"
+            if (r.ok and not r.quick and r.extra.get(fields.METHOD) == method
+                    and r.runtime == runtime and r.extra.get(fields.DICE) is not None
+                    and not (method == "2d-best" and r.extra.get(fields.STAND_IN))):
+                text = f"{r.extra[fields.DICE]:.3f}"
+                if r.extra.get(fields.DICE_VS_EAGER) is not None:
+                    text += f" ({r.extra[fields.DICE_VS_EAGER]:.3f} vs its FP32)"
                 return text, f
     return DASH, None
 
@@ -68,16 +69,16 @@ def real_quality(files: Sequence[ResultsFile], key: str, path: str, runtime: str
     method, want = REAL_CT_METHOD.get(key), _real_path(key, path)
     for f in files:
         rows = {r.runtime: r for r in f.records
-                if r.ok and not r.quick and r.extra.get("kind") == "trained"
-                and r.extra.get("method") == method and r.extra.get("path") == want
-                and r.extra.get("network", network) == network
+                if r.ok and not r.quick and r.extra.get(fields.KIND) == "trained"
+                and r.extra.get(fields.METHOD) == method and r.extra.get(fields.PATH) == want
+                and r.extra.get(fields.NETWORK, network) == network
                 and not other_budget(r)}  # the equal-budget comparison's rows
         r = rows.get(runtime) or rows.get("eager")
         if r is not None:
             note = "" if r.runtime == runtime else f" ({r.runtime})"
             if want != path and key != "3d-fast":
                 note += f" (path {want}: same labels)"
-            return {"dice": r.extra["mean_dice"], "nsd": r.extra["mean_nsd"]}, note, f
+            return {"dice": r.extra[fields.MEAN_DICE], "nsd": r.extra[fields.MEAN_NSD]}, note, f
     return None, "", None
 
 
@@ -93,51 +94,52 @@ def latest_run(recs: list[Record]) -> list[Record]:
     runtime's row, timed by other code on another day, in the same table."""
     newest: dict[str, Record] = {}
     for r in recs:
-        key = r.extra["method"]
+        key = r.extra[fields.METHOD]
         if key not in newest or r.date > newest[key].date:
             newest[key] = r
-    return [r for r in recs if r.commit == newest[r.extra["method"]].commit]
+    return [r for r in recs if r.commit == newest[r.extra[fields.METHOD]].commit]
 
 
 def tables(bench: Any, results: ResultsFile) -> list[tuple[str, str]]:
     from segbench import machine
 
-    recs = latest_run([r for r in results.records if r.extra.get("method") in ORDER])
+    recs = latest_run([r for r in results.records if r.extra.get(fields.METHOD) in ORDER])
     if not recs:
         return [("", "No pipeline ran.")]
-    recs.sort(key=lambda r: (ORDER.index(r.extra["method"]), _seconds(r) or 1e9))
+    recs.sort(key=lambda r: (ORDER.index(r.extra[fields.METHOD]), _seconds(r) or 1e9))
     results_dir = (results.path.parent.parent if results.path is not None
                    else DEFAULT_RESULTS)
     slug = results.path.stem if results.path is not None else machine.slug()
     whole = full_results_this_machine_first(results_dir, "whole_ct", slug)
     real = full_results_this_machine_first(results_dir, "real_ct", slug)
-    base = next((_seconds(r) for r in recs if r.extra["method"] == "original" and _seconds(r)),
+    base = next((_seconds(r) for r in recs if r.extra[fields.METHOD] == "original" and _seconds(r)),
                 None)
     rows, used, verdict = [], {}, []
     for r in recs:
         sec = _seconds(r)
-        pipe = r.extra.get("pipeline") or {}
-        slices = (r.extra.get("ct_shape") or [0])[0]
-        ph, ph_file = phantom_quality(whole, r.extra["method"], r.runtime)
-        rq, note, rq_file = real_quality(real, r.extra["method"], pipe.get("path", ""),
+        pipe = r.extra.get(fields.PIPELINE) or {}
+        slices = (r.extra.get(fields.CT_SHAPE) or [0])[0]
+        ph, ph_file = phantom_quality(whole, r.extra[fields.METHOD], r.runtime)
+        rq, note, rq_file = real_quality(real, r.extra[fields.METHOD], pipe.get("path", ""),
                                          r.runtime, r.name or r.model)
         for f in (ph_file, rq_file):
             if f is not None:
                 used[f.path.parent.name] = f
         if sec is None:
-            rows.append([r.extra.get("title", r.model), f"`{r.runtime}`", DASH, DASH, DASH,
+            rows.append([fields.title(r), f"`{r.runtime}`", DASH, DASH, DASH,
                          ph, DASH, f"{r.status}: {r.reason}"])
             continue
-        rows.append([r.extra.get("title", r.model), f"`{r.runtime}`", _secs(sec),
+        rows.append([fields.title(r), f"`{r.runtime}`", _secs(sec),
                      f"{sec * 1000 / slices:.1f}" if slices else DASH,
                      f"{base / sec:.1f}x" if base else DASH, ph,
                      f"{rq['dice']:.3f} / {rq['nsd']:.3f}{note}" if rq else DASH, "ok"])
         if rq is not None:
             verdict.append((sec, rq["dice"], r))
-    ct = next((r.extra for r in recs if r.extra.get("ct_shape")), {})
-    shape = "x".join(map(str, (ct.get("ct_shape") or [])[::-1]))
+    ct = next((r.extra for r in recs if r.extra.get(fields.CT_SHAPE)), {})
+    shape = "x".join(map(str, (ct.get(fields.CT_SHAPE) or [])[::-1]))
+    phantom = str(ct.get(fields.CT_SOURCE, "phantom")).startswith("phantom")
     caption = (f"Seconds per whole CT ({'a ' + shape + ' ' if shape else ''}"
-               f"{'phantom' if str(ct.get('ct_source', 'phantom')).startswith('phantom') else ''}"
+               f"{'phantom' if phantom else ''}"
                f" CT, HU in, labels out, one loop after a warm-up pass, random weights: speed "
                f"does not depend on them), measured on {_machine(results)}")
     headers = ["pipeline", "runtime", "s / CT", "ms / slice", "speed-up vs original",
@@ -150,10 +152,10 @@ def tables(bench: Any, results: ResultsFile) -> list[tuple[str, str]]:
                      "(networks trained on phantoms; a 3D network there is barely trained).")
     if "real_ct" in used:
         f = used["real_ct"]
-        ds = next((r.extra["dataset"] for r in f.records if r.extra.get("kind") == "trained"),
-                  {})
-        budget = next((r.extra.get("training", {}).get("budget") for r in f.records
-                       if r.extra.get("kind") == "trained"), "?")
+        ds = next((r.extra[fields.DATASET] for r in f.records
+                   if r.extra.get(fields.KIND) == "trained"), {})
+        budget = next((r.extra.get(fields.TRAINING, {}).get("budget") for r in f.records
+                       if r.extra.get(fields.KIND) == "trained"), "?")
         notes.append(f"Dice / NSD, real CT: the real_ct run on {_machine(f)}: "
                      f"{ds.get('name', '?')}, {ds.get('cases', '?')} test cases, each network "
                      f"trained from random init for {budget}.")
@@ -161,7 +163,7 @@ def tables(bench: Any, results: ResultsFile) -> list[tuple[str, str]]:
         best = max(d for _, d, _ in verdict)
         ok = [(s, d, r) for s, d, r in verdict if d >= best - DICE_TOLERANCE]
         s, d, r = min(ok, key=lambda item: item[0])
-        notes.append(f"**Use on this CPU:** {r.extra.get('title', r.model)} under "
+        notes.append(f"**Use on this CPU:** {fields.title(r)} under "
                      f"`{r.runtime}`: {_secs(s)} s per CT, the fastest pipeline within "
                      f"{DICE_TOLERANCE} Dice of the best on real CT ({d:.3f} against {best:.3f}).")
     elif not real:

@@ -11,6 +11,7 @@ from typing import Any, Sequence
 
 from tabulate import tabulate
 
+from segbench import fields
 from segbench.catalogue import (
     BUDGET,
     CHAMPION_TITLE,
@@ -29,8 +30,8 @@ def row_title(r: Record) -> str:
     """What a row ran, as tables name it. A 2d-best row is the champion's only if it was run as
     the champion: a stand-in (or an older record of one, titled "2D best pipeline") never
     reads as the champion."""
-    title = r.extra.get("title", r.model)
-    if r.extra.get("method") == "2d-best" and not (
+    title = fields.title(r)
+    if r.extra.get(fields.METHOD) == "2d-best" and not (
             title.startswith(CHAMPION_TITLE) or title.startswith(STAND_IN_TITLE)):
         title = f"{STAND_IN_TITLE} ({r.model})"
     return title
@@ -52,7 +53,7 @@ ONCE_PER_CT = ("resample", "resample back")
 
 
 def _stage_factor(r: Record, stage: str) -> int:
-    return 1 if stage in ONCE_PER_CT else r.extra.get("networks", 1)
+    return 1 if stage in ONCE_PER_CT else r.extra.get(fields.NETWORKS, 1)
 
 
 def seconds_per_ct(r: Record) -> float | None:
@@ -62,18 +63,18 @@ def seconds_per_ct(r: Record) -> float | None:
     if not r.ok or not r.timing:
         return None
     loop = r.timing["latency_p50_ms"] / 1e3
-    stages = r.extra.get("stages_s") or {}
+    stages = r.extra.get(fields.STAGES_S) or {}
     return loop + sum((_stage_factor(r, s) - 1) * v for s, v in stages.items())
 
 
 def stage_seconds(r: Record) -> dict[str, float]:
-    stages = r.extra.get("stages_s") or {}
+    stages = r.extra.get(fields.STAGES_S) or {}
     return {col: sum(stages.get(s, 0.0) * _stage_factor(r, s) for s in parts)
             for col, parts in STAGE_COLUMNS if any(s in stages for s in parts)}
 
 
 def _find(records: Sequence[Record], method: str, runtime: str) -> Record | None:
-    return next((r for r in records if r.extra.get("method") == method
+    return next((r for r in records if r.extra.get(fields.METHOD) == method
                  and r.runtime == runtime), None)
 
 
@@ -83,18 +84,18 @@ def quality_text(r: Record, short: bool = False) -> str:
     ``short``: the README answer's wording (the whole_ct page says it in full)."""
     if not r.ok:
         return DASH
-    if r.extra.get("dice") is not None:
-        text = f"Dice {r.extra['dice']:.3f}"
+    if r.extra.get(fields.DICE) is not None:
+        text = f"Dice {r.extra[fields.DICE]:.3f}"
         # too little trained for its Dice to say how good the method is (the 3D --fast
         # network gets minutes of training here, nnU-Net's gets days)
-        if r.extra["dice"] < TRAINED_DICE_FLOOR:
+        if r.extra[fields.DICE] < TRAINED_DICE_FLOOR:
             text += " (barely trained)" if short else (
                 " (barely trained: compares runtimes, not methods)")
-        if r.extra.get("dice_vs_eager") is not None:
-            vs = r.extra["dice_vs_eager"]
+        if r.extra.get(fields.DICE_VS_EAGER) is not None:
+            vs = r.extra[fields.DICE_VS_EAGER]
             text += f"; {vs:.3f} vs its FP32" if short else f" (vs eager {vs:.3f})"
         return text
-    agree = r.extra.get("agreement_vs_eager")
+    agree = r.extra.get(fields.AGREEMENT_VS_EAGER)
     if agree is None:
         return "no FP32 eager loop to compare"
     return f"{agree:.2f} % agree{' with its FP32' if short else ''} (random weights)"
@@ -108,9 +109,9 @@ def keeps_output(r: Record) -> bool:
     only quality evidence when the network itself is barely trained or random)."""
     if r.runtime == REFERENCE:
         return True
-    if r.extra.get("dice_vs_eager") is not None:
-        return r.extra["dice_vs_eager"] >= KEEPS_OUTPUT
-    agree = r.extra.get("agreement_vs_eager")
+    if r.extra.get(fields.DICE_VS_EAGER) is not None:
+        return r.extra[fields.DICE_VS_EAGER] >= KEEPS_OUTPUT
+    agree = r.extra.get(fields.AGREEMENT_VS_EAGER)
     return agree is None or agree >= 100 * KEEPS_OUTPUT
 
 
@@ -144,24 +145,24 @@ def per_ct_rows(records: Sequence[Record]) -> list[list[str]]:
     rows = []
     order = {m.key: i for i, m in enumerate(METHODS)}
     loops = [r for r in records if r.family != "peer"]  # the peer has its own table
-    for r in sorted(loops, key=lambda r: (order.get(r.extra.get("method"), 99),
+    for r in sorted(loops, key=lambda r: (order.get(r.extra.get(fields.METHOD), 99),
                                  seconds_per_ct(r) or math.inf)):
         sec = seconds_per_ct(r)
         stages = stage_seconds(r)
         status = "ok" if r.ok else f"{r.status}: {r.reason}"
-        if r.ok and r.extra.get("networks", 1) > 1:
-            status = (f"ok; one of {r.extra['networks']} networks timed, its per-network "
+        if r.ok and r.extra.get(fields.NETWORKS, 1) > 1:
+            status = (f"ok; one of {r.extra[fields.NETWORKS]} networks timed, its per-network "
                       "stages counted for each")
-        if r.extra.get("ct_unusual"):
-            status += "; unusual CT: " + "; ".join(r.extra["ct_unusual"])
-        rows.append([row_title(r), r.runtime, r.extra.get("note", ""),
+        if r.extra.get(fields.CT_UNUSUAL):
+            status += "; unusual CT: " + "; ".join(r.extra[fields.CT_UNUSUAL])
+        rows.append([row_title(r), r.runtime, r.extra.get(fields.NOTE, ""),
                      _secs(sec), *(_secs(stages.get(col)) for col, _ in STAGE_COLUMNS),
-                     _gib(r.extra.get("loop_peak_rss_bytes")), quality_text(r),
+                     _gib(r.extra.get(fields.LOOP_PEAK_RSS_BYTES)), quality_text(r),
                      num(sec / base_s, 2) + "x" if sec and base_s else DASH,
                      num(sec / fast_s, 2) + "x" if sec and fast_s else DASH,
                      num(sec / tool_s, 2) + "x" if sec and tool_s else DASH, status])
-    present = {(r.extra.get("method"), r.runtime) for r in records}
-    full = {r.extra.get("method") for r in records if not r.quick}
+    present = {(r.extra.get(fields.METHOD), r.runtime) for r in records}
+    full = {r.extra.get(fields.METHOD) for r in records if not r.quick}
     for m in METHODS:
         if m.key in full:
             for rt in m.not_run:
@@ -179,16 +180,16 @@ PER_CT_HEADERS = ["method", "runtime", "how", "s / CT (loop)",
 def estimate_rows(records: Sequence[Record]) -> list[list[str]]:
     rows = []
     for r in records:
-        if not r.ok or r.extra.get("estimate_s") is None:
+        if not r.ok or r.extra.get(fields.ESTIMATE_S) is None:
             continue
-        k = r.extra.get("networks", 1)
+        k = r.extra.get(fields.NETWORKS, 1)
         measured = seconds_per_ct(r)  # the per-CT table's figure, not the loop times k
-        est = r.extra["estimate_s"]  # passes x isolated pass, one network
-        predict = (r.extra.get("stages_s") or {}).get("predict")
-        passes = r.extra.get("passes")
+        est = r.extra[fields.ESTIMATE_S]  # passes x isolated pass, one network
+        predict = (r.extra.get(fields.STAGES_S) or {}).get("predict")
+        passes = r.extra.get(fields.PASSES)
         rows.append([row_title(r), r.runtime,
                      f"{passes} x {k} networks" if k > 1 else passes,
-                     _secs(r.extra.get("seconds_per_pass")), _secs(est * k), _secs(measured),
+                     _secs(r.extra.get(fields.SECONDS_PER_PASS)), _secs(est * k), _secs(measured),
                      num(measured / (est * k), 2) if est and measured else DASH,
                      num(predict / est, 2) if predict and est else DASH])
     rows += nnunet_defaults_rows(records)
@@ -201,14 +202,15 @@ def nnunet_defaults_rows(records: Sequence[Record]) -> list[list[str]]:
     key, step, mirror = NNUNET_DEFAULTS
     rows = []
     for r in records:
-        if r.extra.get("method") != key or not r.ok or r.extra.get("seconds_per_pass") is None:
+        if (r.extra.get(fields.METHOD) != key or not r.ok
+                or r.extra.get(fields.SECONDS_PER_PASS) is None):
             continue
-        pipe = Pipeline.from_dict(r.extra["pipeline"])
+        pipe = Pipeline.from_dict(r.extra[fields.PIPELINE])
         pipe = replace(pipe, step=step, mirror=mirror)
-        passes = pipe.passes(r.extra["ct_shape"], r.extra["ct_spacing"])
-        est = passes * r.extra["seconds_per_pass"]
+        passes = pipe.passes(r.extra[fields.CT_SHAPE], r.extra[fields.CT_SPACING])
+        est = passes * r.extra[fields.SECONDS_PER_PASS]
         rows.append([f"nnU-Net defaults (ESTIMATE: step {step}, 8x mirroring, one network)",
-                     r.runtime, passes, _secs(r.extra["seconds_per_pass"]), _secs(est), DASH,
+                     r.runtime, passes, _secs(r.extra[fields.SECONDS_PER_PASS]), _secs(est), DASH,
                      DASH, DASH])
     return rows
 
@@ -220,12 +222,13 @@ ESTIMATE_HEADERS = ["method", "runtime", "network passes", "s / pass (isolated)"
 
 def tables(bench: Any, results: Any) -> list[tuple[str, str]]:
     records = list(results.records)
-    ct = next((r.extra for r in records if r.extra.get("ct_source")), {})
-    where = (f"{ct.get('ct_source')}, {'x'.join(map(str, ct.get('ct_shape', [])[::-1]))} "
-             f"voxels (x, y, z) at {' x '.join(f'{s:g}' for s in ct.get('ct_spacing', [])[::-1])}"
-             " mm" if ct else "")
+    ct = next((r.extra for r in records if r.extra.get(fields.CT_SOURCE)), {})
+    shape = "x".join(map(str, ct.get(fields.CT_SHAPE, [])[::-1]))
+    spacing = " x ".join(f"{s:g}" for s in ct.get(fields.CT_SPACING, [])[::-1])
+    where = (f"{ct.get(fields.CT_SOURCE)}, {shape} voxels (x, y, z) at {spacing} mm"
+             if ct else "")
     loops = {r.protocol.get("repeats") for r in records if r.protocol}
-    warm = sorted({r.extra.get("warmup") for r in records if r.extra.get("warmup")})
+    warm = sorted({r.extra.get(fields.WARMUP) for r in records if r.extra.get(fields.WARMUP)})
     title = (f"Per whole CT ({where}): each pipeline timed as a real loop "
              f"({'/'.join(map(str, sorted(loops)))} timed loop(s) after a warm-up of "
              f"{' or '.join(warm)})")
@@ -242,7 +245,7 @@ def stage_plot(results: Any, out: Path) -> list[Path | None]:
     from segbench.plots import stage_bars_plot
 
     rows = [(f"{row_title(r)} | {r.runtime}", stage_seconds(r))
-            for r in results.records if r.extra.get("method") and r.ok and not r.quick]
+            for r in results.records if r.extra.get(fields.METHOD) and r.ok and not r.quick]
     cores = results.machine.get("physical_cores", "?")
     return [stage_bars_plot(rows, out / "whole_ct_stages.png",
                             f"Seconds per whole CT by stage (measured loops), {cores} cores")]
@@ -258,7 +261,7 @@ def headline(records: Sequence[Record]) -> list[str]:
     parts = []
     for m in METHODS:
         timed = [(seconds_per_ct(r), r) for r in records
-                 if r.extra.get("method") == m.key and seconds_per_ct(r) and not r.quick
+                 if r.extra.get(fields.METHOD) == m.key and seconds_per_ct(r) and not r.quick
                  and keeps_output(r)]
         if not timed or m.key == "2d-original":
             continue
@@ -291,15 +294,15 @@ def peer_rows(records: Sequence[Record]) -> list[list[str]]:
     for r in records:
         if r.family != "peer":
             continue
-        label = r.extra.get("display", r.model)
+        label = fields.display(r)
         if not r.ok or not r.timing:
             rows.append([label, "", "", "", "", "", "", f"{r.status}: {r.reason}"])
             continue
-        t, parts = r.timing, r.parts
-        stages = " / ".join(f"{parts[n]['seconds']:.1f}" if n in parts else "?"
+        t, logged = r.timing, r.extra.get(fields.TOOL_STAGES) or {}
+        stages = " / ".join(f"{logged[n]['seconds']:.1f}" if n in logged else "?"
                             for n in ("resample", "predict", "resample_back", "save",
                                       "outside_stages"))
-        window = parts.get("sliding_window", {})
+        window = logged.get("sliding_window", {})
         info = r.runtime_info
         runs = ", ".join(f"{s:.0f}" for s in t["runs_s"])
         rows.append([
@@ -319,7 +322,7 @@ FAITH_HEADERS = ["own --fast eager vs the tool --fast --ml", "own s", "tool s", 
 
 def faithfulness_rows(records: Sequence[Record]) -> list[list[str]]:
     peer = next((r for r in records if r.key == PEER_FAST_KEY), None)
-    ratios = (peer.extra.get("faithfulness") if peer else None) or {}
+    ratios = (peer.extra.get(fields.FAITHFULNESS) if peer else None) or {}
     if ratios.get("status") != "ok":
         return []
 

@@ -14,11 +14,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from segbench import measure
+from segbench import fields, measure
 from segbench.peers.totalseg.install import label, require_installed, versions
 from segbench.peers.totalseg.launch import NETWORK_LOG, command, environment, tool_args
 from segbench.peers.totalseg.planting import PLANTED, WEIGHTS_NOTE, plant_home
-from segbench.peers.totalseg.stagelog import STAGES, parse_stages, stage_parts
+from segbench.peers.totalseg.stagelog import STAGES, parse_stages, stage_medians
 from segbench.peers.totalseg.watch import CommandRun, run_command
 from segbench.results import Record
 
@@ -60,12 +60,12 @@ def run_peer(ct: Path, mode: str, ml: bool, work: Path, repeats: int = 2,
         require_installed()
         work = Path(work)
         home = work / "home"
-        record.extra["planted"] = (json.loads((home / PLANTED).read_text())
+        record.extra[fields.PLANTED] = (json.loads((home / PLANTED).read_text())
                                    if (home / PLANTED).exists() else {})
-        if mode not in record.extra["planted"]:
-            record.extra["planted"].update(plant_home(home, modes=(mode,)))
-            (home / PLANTED).write_text(json.dumps(record.extra["planted"], indent=2))
-        planted = record.extra["planted"][mode]
+        if mode not in record.extra[fields.PLANTED]:
+            record.extra[fields.PLANTED].update(plant_home(home, modes=(mode,)))
+            (home / PLANTED).write_text(json.dumps(record.extra[fields.PLANTED], indent=2))
+        planted = record.extra[fields.PLANTED][mode]
         record.params = planted["params"]
         record.classes = planted["outputs"]
     except Exception as exc:  # noqa: BLE001 - a peer that cannot start is a row with its reason
@@ -99,7 +99,7 @@ def run_peer(ct: Path, mode: str, ml: bool, work: Path, repeats: int = 2,
         if single.results[0].returncode != 0:
             break
     last: CommandRun = runs.results[-1]
-    record.extra["runs"] = runs_meta
+    record.extra[fields.RUNS] = runs_meta
     record.runtime_info = {"command": "TotalSegmentator " + " ".join(runs_meta[-1]["command"]),
                            "torch_threads": os.cpu_count(), "max_threads": max(
                                r.max_threads for r in runs.results),
@@ -124,23 +124,14 @@ def run_peer(ct: Path, mode: str, ml: bool, work: Path, repeats: int = 2,
     timing = runs.to_dict()
     timing["throughput"] = 1.0 / timing["median_s"]  # CTs per second, like items per second
     record.timing = timing
-    record.parts = stage_parts([m["stages"] for m in runs_meta])
+    stages = stage_medians([m["stages"] for m in runs_meta])
     # what the stage lines do not cover: interpreter start and imports, the tool's set-up,
     # reading the CT, undoing the canonical orientation, process exits
     other = [s - sum(m["stages"].get(k, 0.0) for k in STAGES)
              for s, m in zip(runs.seconds, runs_meta)]
-    record.parts["outside_stages"] = {"seconds": float(np.median(other)), "runs_s": other}
+    stages["outside_stages"] = {"seconds": float(np.median(other)), "runs_s": other}
+    record.extra[fields.TOOL_STAGES] = stages
     return record
-
-
-def run_peers(ct: Path, work: Path, shape: Sequence[int] = (), repeats: int = 2,
-              cells: Sequence[tuple[str, bool]] = (("fast", True), ("fast", False),
-                                                   ("fastest", True)),
-              timeout_s: float = 1800.0, quick: bool = False) -> list[Record]:
-    """The peer rows of a whole-CT run: --fast --ml, --fast (one file per class), --fastest
-    --ml, each ``repeats`` times, on the NIfTI file ``ct``, sharing one planted home."""
-    return [run_peer(ct, mode, ml, work, repeats=repeats, timeout_s=timeout_s, shape=shape,
-                     quick=quick) for mode, ml in cells]
 
 
 # --------------------------------------------------------------------------------------------
@@ -157,8 +148,9 @@ def faithfulness(own_network_s: float, own_pipeline_s: float, peer: Record) -> d
     """
     if not peer.ok or not peer.timing:
         return {"status": peer.status, "reason": peer.reason or "no timing"}
-    window = peer.parts.get("sliding_window", {}).get("seconds")
-    predict = peer.parts.get("predict", {}).get("seconds")
+    stages = peer.extra.get(fields.TOOL_STAGES) or {}
+    window = stages.get("sliding_window", {}).get("seconds")
+    predict = stages.get("predict", {}).get("seconds")
     whole = peer.timing["median_s"]
     out: dict[str, Any] = {"status": "ok", "peer": peer.key, "tool_whole_s": whole,
                            "tool_sliding_window_s": window, "tool_predict_s": predict,

@@ -45,14 +45,15 @@ def parse_stages(log: str) -> dict[str, Any]:
     return stages
 
 
-def stage_parts(per_run: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Median of each stage over the runs, with every run's value."""
-    parts: dict[str, dict[str, Any]] = {}
+def stage_medians(per_run: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Median of each stage over the runs, with every run's value (a peer record's
+    ``extra["tool_stages"]``)."""
+    out: dict[str, dict[str, Any]] = {}
     keys = sorted({k for stages in per_run for k in stages if k.endswith("_s")})
     for key in keys:
         values = [stages[key] for stages in per_run if key in stages]
-        parts[key[:-2]] = {"seconds": float(np.median(values)), "runs_s": values}
+        out[key[:-2]] = {"seconds": float(np.median(values)), "runs_s": values}
     tiles = [s["tiles"] for s in per_run if "tiles" in s]
-    if tiles and "sliding_window" in parts:
-        parts["sliding_window"]["tiles"] = tiles[-1]
-    return parts
+    if tiles and "sliding_window" in out:
+        out["sliding_window"]["tiles"] = tiles[-1]
+    return out
