@@ -167,7 +167,8 @@ def sliding_window_predict(predict: Callable[[torch.Tensor], Any],
     nnU-Net's predictor adds its float32 product into its half buffer (bit-identical
     accumulators; the default rounds the product to float16 first, which differs in the last
     bit now and then and costs about half as much: PyTorch's in-place add of float32 into
-    float16 takes a slow path, 25x slower, so one rounding is done through a float32 buffer).
+    float16 takes a slow path, many times a same-dtype add, so one rounding is done through a
+    float32 buffer).
     """
     if accumulate not in ACCUMULATOR_DTYPES:
         raise ValueError(f"accumulate must be one of {', '.join(ACCUMULATOR_DTYPES)}, "
