@@ -343,3 +343,37 @@ def test_cohort_view_rates():
     rows = view.cohort_rows([r])
     assert rows[0][5] == "360" and rows[0][6] == "2.8"  # 1000 / 360 machine-hours
     assert "360 CTs per hour" in " ".join(view.headline([r]))
+
+
+# --------------------------------------------------------------------------------------------
+# The memory budget
+
+
+def test_memory_budget_refuses_a_pipeline_over_its_estimate_and_the_worker_skips_it(tmp_path):
+    from types import SimpleNamespace
+
+    from segbench.benchmarks.own_model import plan
+    from segbench.cell import Cell
+    from segbench.measure import Protocol
+    from segbench.pipelines.nnunet import NnunetPipeline
+    from segbench.worker import run_cell
+
+    folder = nf.read_folder(write_folder(tmp_path, classes=4))
+    spec = plan.spec_of(folder)
+    shape, spacing = (40, 64, 64), (2.5, 1.5, 1.5)
+    export = NnunetPipeline.of_folder(folder, back="nnunet")
+    chunked = NnunetPipeline.of_folder(folder, back="chunked")
+    # nnU-Net's export holds every class map on the CT's grid; the chunked way back four
+    assert export.scenario_bytes(shape, spacing) > chunked.scenario_bytes(shape, spacing)
+    roomy = SimpleNamespace(extra={"memory_budget": 100.0})
+    estimate, why = plan.budget_check(export, spec, shape, spacing, roomy)
+    assert estimate > 0 and why == ""
+    tight = SimpleNamespace(extra={"memory_budget": estimate / 2**30 / 2})
+    _, why = plan.budget_check(export, spec, shape, spacing, tight)
+    assert "exceeds the --memory-budget" in why and "GiB" in why
+    cell = Cell(benchmark="own_model", model=spec, runtime="eager", shape=(1, 1, 16, 16, 16),
+                threads=1, protocol=Protocol(warmup_calls=0, warmup_seconds=0.0, repeats=1,
+                                             repeat_seconds=0.0, repeat_calls=1, quick=True),
+                fidelity=False, extra={"method": "loop", "budget_refused": why})
+    record = run_cell(cell)
+    assert record.status == "skipped" and record.reason == why
