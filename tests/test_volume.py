@@ -230,3 +230,94 @@ def test_3d_methods_name_real_networks():
         info = nets.describe(method.network, 2)
         assert list(method.patch) == info["patch"]
         assert method.spacing_mm == info["spacing_mm"]
+
+
+# --- tiles per call, streams, labels per slab ------------------------------------------------
+
+def _small_net():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv3d(1, 5, 3, padding=1), torch.nn.Tanh(),
+                              torch.nn.Conv3d(5, 5, 3, padding=1)).eval()
+
+    def predict(t):
+        with torch.no_grad():
+            return net(t)
+
+    return predict
+
+
+def _pointwise(t):
+    """Per voxel, so a batch of tiles gives each tile's output bit for bit."""
+    return torch.cat([t, -t, t * t, t.sin()], dim=1)
+
+
+@pytest.mark.parametrize("shape, patch, step", [
+    ((1, 37, 29, 23), (16, 16, 8), 0.5),  # several slabs, uneven overlaps
+    ((1, 10, 12, 9), (16, 16, 8), 0.5),  # smaller than the patch on two axes: padded
+    ((1, 40, 32, 16), (16, 16, 8), 1.0),  # step 1.0 on a multiple of the patch
+])
+@pytest.mark.parametrize("accumulate", ["float16", "float32"])
+def test_labels_per_slab_equal_the_argmax_of_the_whole_grid(shape, patch, step, accumulate):
+    from segbench.pipelines.resample import argmax_labels
+
+    predict, x = _small_net(), torch.randn(shape)
+    whole = argmax_labels(sliding_window_predict(predict, x, patch, step, 5,
+                                                 accumulate=accumulate))
+    for chunk in (1, 2, 8):
+        got = volume.sliding_window_labels(predict, x, patch, step, 5, accumulate=accumulate,
+                                           class_chunk=chunk)
+        assert got.dtype == np.uint8 and got.shape == shape[1:]
+        np.testing.assert_array_equal(got, whole)
+
+
+@pytest.mark.parametrize("tiles_per_call, streams", [(3, 1), (1, 2), (2, 3), (8, 1)])
+def test_tiles_per_call_and_streams_keep_the_blend(tiles_per_call, streams):
+    x = torch.randn(1, 37, 29, 23)
+    calls = []
+
+    def predict(t):
+        calls.append(t.shape[0])
+        return _pointwise(t)
+
+    whole = sliding_window_predict(_pointwise, x, (16, 16, 8), 0.5, 4)
+    got = sliding_window_predict(predict, x, (16, 16, 8), 0.5, 4,
+                                 tiles_per_call=tiles_per_call, streams=streams)
+    assert torch.equal(got, whole)
+    tiles = tile_count((37, 29, 23), (16, 16, 8), 0.5)
+    assert len(calls) == -(-tiles // tiles_per_call)  # a full batch every call: fixed shapes
+    assert set(calls) == {tiles_per_call}
+    labels = volume.sliding_window_labels(predict, x, (16, 16, 8), 0.5, 4,
+                                          tiles_per_call=tiles_per_call, streams=streams)
+    from segbench.pipelines.resample import argmax_labels
+
+    np.testing.assert_array_equal(labels, argmax_labels(whole))
+
+
+def test_streams_keep_calls_in_flight_and_hold_at_most_that_many():
+    import threading
+    import time
+
+    inside, most, lock = [0], [0], threading.Lock()
+
+    def predict(t):
+        with lock:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        time.sleep(0.02)
+        with lock:
+            inside[0] -= 1
+        return _pointwise(t)
+
+    sliding_window_predict(predict, torch.randn(1, 37, 29, 23), (16, 16, 8), 0.5, 4, streams=2)
+    assert most[0] == 2
+
+
+def test_bad_tiles_per_call_or_streams_are_refused():
+    with pytest.raises(ValueError, match="tiles_per_call and streams"):
+        sliding_window_predict(_pointwise, torch.zeros(1, 8, 8, 8), (8, 8, 8), 0.5, 4,
+                               streams=0)
+
+
+def test_the_slab_way_holds_less_than_the_whole_grid():
+    need = volume.low_memory_bytes((229, 133, 133), (112, 112, 128), 118)
+    assert need["slabs"] < 0.7 * need["full"]
