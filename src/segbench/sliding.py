@@ -295,7 +295,8 @@ def sliding_window_labels(predict: Callable[[torch.Tensor], Any],
                           mirror: bool | Sequence[int] = False, use_gaussian: bool = True,
                           accumulate: str = "float16", stages: Any = None,
                           tiles_per_call: int = 1, streams: int = 1,
-                          class_chunk: int = 8) -> np.ndarray:
+                          class_chunk: int = 8, weights: torch.Tensor | None = None
+                          ) -> np.ndarray:
     """The labels of :func:`sliding_window_predict` + argmax with far less memory: uint8
     labels of the volume's spatial shape, identical to the argmax of its logits.
 
@@ -307,6 +308,8 @@ def sliding_window_labels(predict: Callable[[torch.Tensor], Any],
     beyond one slab, the full-grid float logits the argmax reads, and all but a chunk of the two
     product buffers; what it costs: the shift of the overlap per slab and argmax in slabs.
     Stages: "predict", "accumulate" (blend, shift), "argmax" (division and labels per slab).
+    ``weights``: another importance map, as for :func:`sliding_window_predict` (the products
+    are rounded to the accumulator's dtype, then added: its default, not ``round_once``).
     """
     from segbench.pipelines.resample import argmax_labels
 
@@ -317,7 +320,8 @@ def sliding_window_labels(predict: Callable[[torch.Tensor], Any],
     x = F.pad(x, [p for pair in reversed(pads) for p in pair])
     padded = tuple(x.shape[1:])
     blend = _Blender(patch, num_classes, dtype,
-                     _accumulator_weights(patch, use_gaussian, dtype), False, class_chunk)
+                     _accumulator_weights(patch, use_gaussian, dtype, weights), False,
+                     class_chunk)
     depth = patch[0]
     logits = torch.zeros((num_classes, depth, *padded[1:]), dtype=dtype)
     weight_sum = torch.zeros((depth, *padded[1:]), dtype=dtype)
