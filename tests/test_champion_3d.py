@@ -170,3 +170,90 @@ def test_the_champion_is_the_fastest_row_within_the_tolerance_of_fp32_eager():
     assert "3.8x the real TotalSegmentator" in line and "short of 5x" in line
     table = "\n".join(t for _, t in view.tables(None, type("R", (), {"records": [*rows, peer]})))
     assert "**3D champion**" in table and "boom" in table
+
+
+def _small_unet(classes=4):
+    torch.manual_seed(1)
+    return torch.nn.Sequential(torch.nn.Conv3d(1, 6, 3, padding=1), torch.nn.LeakyReLU(0.01),
+                               torch.nn.Conv3d(6, classes, 1)).eval()
+
+
+def test_tiles_per_call_streams_and_slabs_keep_the_loops_labels_under_openvino():
+    """The knobs that must not move labels, end to end through the whole-CT loop and a real
+    OpenVINO FP32 model: tiles per call (a graph of batch 2), 2 streams (calls from 2 threads)
+    and labels slab by slab all give the serial loop's labels."""
+    pytest.importorskip("openvino")
+    from dataclasses import replace
+
+    from segbench import runtimes
+
+    ct = scan.load_ct({"kind": "phantom", "shape": [48, 96, 96], "spacing": [3.0, 3.0, 3.0],
+                       "seed": scan.PHANTOM_SEED})
+    net = _small_unet()
+    base = replace(plan.tool_pipeline(quick=True), classes=4, patch=(32, 48, 48))
+    labels = {}
+    for name, pipe, options in [("serial", base, {}), ("calls", replace(base, batch=2), {}),
+                                ("streams", replace(base, streams=2), {"streams": 2}),
+                                ("slabs", replace(base, memory="slabs"), {})]:
+        example = inputs.example_pass(ct, pipe)
+        assert example.shape[0] == pipe.batch
+        prepared = runtimes.get("openvino-fp32").prepare(net, example, 2, **options)
+        try:
+            labels[name] = loop.run(prepared.call, ct, pipe, volume._NoStages())
+        finally:
+            prepared.cleanup()
+        assert pipe.passes(ct.shape, ct.spacing) == -(-tiling.tile_count(
+            pipe.grid(ct.shape, ct.spacing), pipe.patch, pipe.step) // pipe.batch)
+    assert labels["serial"].shape == ct.shape and len(np.unique(labels["serial"])) > 1
+    for name in ("streams", "slabs"):
+        np.testing.assert_array_equal(labels[name], labels["serial"], err_msg=name)
+    # a batch-2 graph may pick other kernels: the labels agree, the last bits may not
+    assert (labels["calls"] == labels["serial"]).mean() > 0.999
+
+
+def test_the_search_holds_the_knobs_that_keep_labels_and_the_int8_layer_choices():
+    found = plan.search(PHANTOM_GRID, quick=False)
+    by_stage = {}
+    for c in found:
+        by_stage.setdefault(c.stage, []).append(c)
+    assert [c.pipeline.batch for c in by_stage["calls"]] == list(plan.TILES_PER_CALL)
+    assert all(c.runtime == plan.EXACT_RUNTIME for c in by_stage["calls"] + by_stage["memory"])
+    assert by_stage["memory"][0].pipeline.memory == "slabs"
+    for c in by_stage["streams"]:  # the pipeline and the runtime agree on the streams
+        assert c.pipeline.streams == dict(c.options)["streams"] == plan.STREAMS
+        assert c.runtime.startswith("openvino")
+    assert {dict(c.options).get("keep_float") or dict(c.options).get("preset")
+            for c in by_stage["int8"]} == {"first-last", "mixed"}
+    keys = [(c.key, c.runtime, c.options) for c in found]
+    assert len(keys) == len(set(keys))
+
+
+def test_a_pipeline_refuses_slabs_without_the_nearest_way_back_and_bad_counts():
+    from dataclasses import replace
+
+    tool = plan.tool_pipeline(quick=True)
+    with pytest.raises(ValueError, match="nearest"):
+        replace(tool, memory="slabs", back="probabilities")
+    with pytest.raises(ValueError, match="streams"):
+        replace(tool, streams=0)
+    assert "streams" not in tool.to_dict() and "memory" not in tool.to_dict()
+    assert Pipeline.from_dict(replace(tool, streams=2).to_dict()).streams == 2
+
+
+def test_openvino_int8_leaves_the_named_convolutions_in_float():
+    pytest.importorskip("openvino")
+    from segbench import runtimes
+
+    net = _small_unet()
+    example = torch.randn(1, 1, 16, 16, 16)
+    rt = runtimes.get("openvino-int8")
+    prepared = rt.prepare(net, example, 2, calibration_inputs=[example.numpy()] * 2,
+                          keep_float="first-last")
+    try:
+        kept = prepared.info["quantization"]["kept_float"]
+        assert len(kept) == 2 and kept[0] != kept[1]
+        assert prepared.info["layers"]["float_layer_types"].get("Convolution (f32)") == 2
+    finally:
+        prepared.cleanup()
+    with pytest.raises(ValueError, match="INT8 option"):
+        runtimes.get("openvino-fp32").prepare(net, example, 2, keep_float="last")

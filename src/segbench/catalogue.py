@@ -149,7 +149,11 @@ class Pipeline:
     ``kind`` "2d": slice-wise, ``batch`` slices per call, ``path`` the label path (only
     "full" runs here: the network's own upsample, then argmax). ``kind`` "3d": sliding window
     at ``spacing_mm`` with ``patch`` / ``step`` / ``mirror``, ``accumulate`` dtype, and ``back``
-    ("nearest" or "probabilities").
+    ("nearest" or "probabilities"); for 3D ``batch`` is the tiles per network call, ``streams``
+    the network calls kept in flight (the runtime must be prepared for as many: OpenVINO's
+    ``streams`` option), ``memory`` "full" (accumulators over the whole grid, then argmax) or
+    "slabs" (labels slab by slab: :func:`segbench.sliding.sliding_window_labels`; same labels,
+    less memory; only with ``back`` "nearest").
 
     A 2D pipeline around a user's own network (an ONNX file) carries that network's input:
     ``windows`` (centre, width) in HU, one per input channel, each clipped and scaled to [0, 1]
@@ -172,10 +176,23 @@ class Pipeline:
     back: str = "nearest"
     windows: tuple[tuple[float, float], ...] | None = None  # 2D: (centre, width) per channel
     size: tuple[int, int] | None = None  # 2D: (y, x) the slices are resized to
+    streams: int = 1  # 3D: network calls in flight
+    memory: str = "full"  # 3D: "full" or "slabs"
+
+    def __post_init__(self) -> None:
+        if self.memory not in ("full", "slabs"):
+            raise ValueError(f"memory must be 'full' or 'slabs', got {self.memory!r}")
+        if self.memory == "slabs" and self.back != "nearest":
+            raise ValueError("labels per slab need back='nearest' (the argmax comes first)")
+        if self.batch < 1 or self.streams < 1:
+            raise ValueError(f"batch and streams must be >= 1, got {self.batch}, {self.streams}")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["patch"] = list(self.patch) if self.patch else None
+        for name, default in (("streams", 1), ("memory", "full")):  # absent when default
+            if data[name] == default:
+                del data[name]
         for name in ("windows", "size"):  # absent unless set: existing keys stay as they were
             value = data.pop(name)
             if value is not None:
@@ -219,7 +236,7 @@ class Pipeline:
         assert self.patch is not None
         grid = self.grid(ct_shape, spacing)
         tiles = tiling.tile_count(grid, self.patch, self.step)
-        return tiles * len(tiling.mirror_axes(3, self.mirror))
+        return math.ceil(tiles / self.batch) * len(tiling.mirror_axes(3, self.mirror))
 
 
 def with_defaults(pipe: Pipeline, method: Method3D = NNUNET_DEFAULTS_3D) -> Pipeline:

@@ -27,7 +27,7 @@ def example_pass(ct: CT, pipe: Pipeline) -> torch.Tensor:
         return slice_batch(ct.hu, max(0, ct.shape[0] // 2 - pipe.batch // 2), pipe.batch,
                            pipe.windows, pipe.size)
     x = preprocess_3d(ct, pipe, StageClock())
-    return centre_tile(x, pipe.patch)
+    return centre_tile(x, pipe.patch).repeat(pipe.batch, 1, 1, 1, 1)  # tiles per call
 
 
 def centre_tile(x: np.ndarray, patch: Sequence[int]) -> torch.Tensor:
@@ -60,6 +60,7 @@ def calibration_passes(ct: CT, pipe: Pipeline, count: int, phantom: bool) -> lis
     grid = volume.tile_grid(x.shape, pipe.patch, pipe.step)
     tiles = list(itertools.product(*grid))
     picks = [tiles[int(i)] for i in np.linspace(0, len(tiles) - 1, count)]
-    return [np.ascontiguousarray(x[tuple(slice(s, s + p) for s, p in zip(starts, pipe.patch))]
-                                 [None, None]) for starts in picks]
+    return [np.ascontiguousarray(np.repeat(  # each input a full call: tiles per call
+        x[tuple(slice(s, s + p) for s, p in zip(starts, pipe.patch))][None, None], pipe.batch,
+        axis=0)) for starts in picks]
 

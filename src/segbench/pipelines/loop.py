@@ -125,9 +125,16 @@ def run_3d(call: Call, ct: CT, pipe: Pipeline, stages: Any) -> np.ndarray:
     """Sliding-window segmentation of ``ct``: uint8 labels of the CT's shape."""
     assert pipe.patch is not None
     x = preprocess_3d(ct, pipe, stages)
+    how = dict(mirror=pipe.mirror, accumulate=pipe.accumulate, stages=stages,
+               tiles_per_call=pipe.batch, streams=pipe.streams)
+    if pipe.memory == "slabs":  # labels slab by slab (back is "nearest": checked by Pipeline)
+        labels = volume.sliding_window_labels(call, x[None], pipe.patch, pipe.step,
+                                              pipe.classes, **how)
+        del x
+        with stages.stage("resample back"):
+            return labels_back_nearest(labels, ct.shape)
     logits = volume.sliding_window_predict(call, x[None], pipe.patch, pipe.step, pipe.classes,
-                                           mirror=pipe.mirror, accumulate=pipe.accumulate,
-                                           stages=stages)
+                                           **how)
     del x
     if pipe.back == "probabilities":
         with stages.stage("resample back"):  # includes the running argmax

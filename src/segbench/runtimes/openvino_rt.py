@@ -48,16 +48,38 @@ READBACK = ("INFERENCE_PRECISION_HINT", "INFERENCE_NUM_THREADS", "NUM_STREAMS",
             "ENABLE_HYPER_THREADING")
 
 
-def compile_config(precision_hint: str, threads: int, cpu_pinning: bool = True
-                   ) -> dict[str, Any]:
-    """The protocol's rules: ``threads`` inference threads in one stream, latency mode.
+def compile_config(precision_hint: str, threads: int, cpu_pinning: bool = True,
+                   streams: int = 1) -> dict[str, Any]:
+    """The protocol's rules: ``threads`` inference threads in one stream, latency mode; with
+    ``streams`` > 1 the same threads shared out over that many streams (throughput mode: that
+    many requests run at once, ``threads / streams`` threads each).
 
     Pinning stays on for one compiled model (OpenVINO's default on Linux). Several compiled
     models running side by side (parallel streams) must not pin: each would pin its threads to
     the same first cores and they would take turns instead of running at once.
     """
+    if streams < 1 or streams > threads:
+        raise ValueError(f"streams must be between 1 and the threads ({threads}), got {streams}")
     return {"INFERENCE_PRECISION_HINT": precision_hint, "INFERENCE_NUM_THREADS": threads,
-            "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "ENABLE_CPU_PINNING": cpu_pinning}
+            "PERFORMANCE_HINT": "LATENCY" if streams == 1 else "THROUGHPUT",
+            "NUM_STREAMS": streams, "ENABLE_CPU_PINNING": cpu_pinning}
+
+
+KEEP_FLOAT = ("first", "last", "first-last")
+
+
+def float_convolutions(model: ov.Model, keep: str) -> list[str]:
+    """The friendly names of the convolutions ``keep`` names ("first", "last" or "first-last"
+    in the graph's order): the layers an INT8 model leaves in float."""
+    if keep not in KEEP_FLOAT:
+        raise ValueError(f"keep_float must be one of {', '.join(KEEP_FLOAT)}, got {keep!r}")
+    convs = [op.get_friendly_name() for op in model.get_ordered_ops()
+             if op.get_type_name() in ("Convolution", "GroupConvolution")]
+    if not convs:
+        return []
+    picked = ([convs[0]] if keep in ("first", "first-last") else []) + (
+        [convs[-1]] if keep in ("last", "first-last") else [])
+    return list(dict.fromkeys(picked))
 
 
 def _readable(value: Any) -> Any:
@@ -100,16 +122,19 @@ def layer_precisions(compiled: ov.CompiledModel, list_float: bool) -> dict[str, 
     return out
 
 
-def quantize_nncf(model: ov.Model, arrays: Sequence[np.ndarray], preset: str) -> ov.Model:
+def quantize_nncf(model: ov.Model, arrays: Sequence[np.ndarray], preset: str,
+                  keep_float: Sequence[str] = ()) -> ov.Model:
     """NNCF post-training quantisation (min-max statistics + fast bias correction) on
-    ``arrays``, the same calibration tensors ORT INT8 gets."""
+    ``arrays``, the same calibration tensors ORT INT8 gets; the layers named in
+    ``keep_float`` stay in float (NNCF's ignored scope)."""
     if preset not in PRESETS:
         raise ValueError(f"unknown NNCF preset {preset!r}; valid: {', '.join(PRESETS)}")
     import nncf  # slow to import; only INT8 needs it
 
+    extra = {"ignored_scope": nncf.IgnoredScope(names=list(keep_float))} if keep_float else {}
     return nncf.quantize(model, nncf.Dataset(list(arrays)), subset_size=len(arrays),
                          preset=nncf.QuantizationPreset(preset),
-                         target_device=nncf.TargetDevice.CPU)
+                         target_device=nncf.TargetDevice.CPU, **extra)
 
 
 @dataclass
@@ -132,7 +157,8 @@ class OpenVinoRuntime:
                 exporter: str = DEFAULT_EXPORTER, calibration: int | None = None,
                 calibration_inputs: Sequence[calib.CalibrationInput] | None = None,
                 preset: str = DEFAULT_PRESET, cpu_pinning: bool = True,
-                onnx_file: str | None = None) -> Prepared:
+                onnx_file: str | None = None, streams: int = 1,
+                keep_float: str | None = None) -> Prepared:
         """Export to ONNX, read, (quantise,) compile for the CPU with explicit properties.
 
         Options: ``exporter`` ("dynamo" / "legacy"); for INT8 ``calibration`` (count),
@@ -140,7 +166,10 @@ class OpenVinoRuntime:
         activations, "mixed": asymmetric); ``cpu_pinning`` (see :func:`compile_config`);
         ``onnx_file``: a user's ONNX file read as it is instead of an export of ``model``
         (whose weights are then ignored); dynamic input dimensions are fixed to the example's
-        shape before compiling, as exported graphs have it.
+        shape before compiling, as exported graphs have it; ``streams``: the threads shared
+        out over that many streams (the call may then be made from that many threads at
+        once); ``keep_float`` (INT8): "first", "last" or "first-last" convolution left in
+        float, their names in the record.
         """
         directory = scratch_dir(f"segbench-{self.name}-")
         try:
@@ -158,11 +187,16 @@ class OpenVinoRuntime:
                 info["reshaped_to"] = list(example.shape)
             if self.precision == "int8":
                 arrays = calib.calibration_inputs(example, calibration, calibration_inputs)
+                kept = float_convolutions(ov_model, keep_float) if keep_float else []
                 with stage("nncf quantize"):
-                    ov_model = quantize_nncf(ov_model, arrays, preset)
+                    ov_model = quantize_nncf(ov_model, arrays, preset, kept)
                 info["quantization"] = {"tool": "nncf.quantize", "preset": preset,
                                         **calib.describe(arrays, calibration_inputs is not None)}
-            config = compile_config(self.precision_hint, threads, cpu_pinning)
+                if keep_float:
+                    info["quantization"]["kept_float"] = kept
+            elif keep_float:
+                raise ValueError(f"keep_float is an INT8 option; {self.name} quantises nothing")
+            config = compile_config(self.precision_hint, threads, cpu_pinning, streams)
             with stage("openvino compile"):
                 compiled = core.compile_model(ov_model, DEVICE, config)
         except BaseException:
@@ -175,9 +209,14 @@ class OpenVinoRuntime:
 
     @staticmethod
     def _caller(compiled: ov.CompiledModel) -> Any:
-        request = compiled.create_infer_request()
+        import threading
+
+        local = threading.local()  # one infer request per calling thread (streams)
 
         def call(x: torch.Tensor) -> np.ndarray | list[np.ndarray]:
+            request = getattr(local, "request", None)
+            if request is None:
+                request = local.request = compiled.create_infer_request()
             # inputs shared (zero-copy, like ORT's x.numpy()); outputs copied out, as ORT and
             # eager hand back fresh arrays, and so they outlive the request
             result = request.infer({0: x.numpy()}, share_inputs=True, share_outputs=False)

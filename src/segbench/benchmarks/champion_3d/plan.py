@@ -19,12 +19,20 @@ the stage that put it there):
    then argmax) instead of argmax at 3 mm, under the first focus runtime.
 4. ``options``: runtime options that matter for 3D convolutions (channels-last-3d off for
    eager and compile-bf16).
+5. ``calls``: several tiles per network call (2 and 4) under ``EXACT_RUNTIME``, the fastest
+   runtime that kept the labels in the last full run: a knob that leaves the labels alone.
+6. ``streams``: threads against streams, OpenVINO's threads shared out over 2 streams (one
+   thread each, two tiles in flight) instead of one stream of 2 threads, under
+   ``EXACT_RUNTIME`` and the first focus runtime.
+7. ``memory``: labels slab by slab (one slab of accumulators; the same labels) under
+   ``EXACT_RUNTIME``: what the low-memory way costs in seconds.
+8. ``int8``: OpenVINO INT8 with the first and last convolutions left in float (named in the
+   record), and with NNCF's "mixed" preset (asymmetric activations, for the LeakyReLU outputs).
 
 Beside the search, in the same run: the 2D champion (its recipe read from a champion results
 file, random weights: speed only, its quality quoted by the view), peak probes per precision
 (the share of the machine a row uses), and with ``--peers`` the real TotalSegmentator --fast
---ml as shipped (the 5x target is set against it). Not searched (stated in the view): tiles
-per call, threads against streams.
+--ml as shipped (the 5x target is set against it). Not searched: the 1.5 mm network.
 """
 
 from __future__ import annotations
@@ -54,6 +62,9 @@ REFERENCE_RUNTIME = "eager"
 # recorded; its peak probe runs). A new runtime joins through FAST_RUNTIMES.
 RUNTIMES = registry.ordered(FAST_RUNTIMES + FAST_NOT_RUN, leave_out=("compile",))
 FOCUS = ("openvino-bf16", "openvino-int8")
+EXACT_RUNTIME = "openvino-fp32"  # the knobs that keep labels: on the last run's champion
+TILES_PER_CALL = (2, 4)
+STREAMS = 2
 # Peak probes: every precision of OpenVINO (the focus toolchain), then of torch.compile but
 # PT2E INT8 (the INT8 peak is OpenVINO's). Which toolchains are probed is this benchmark's
 # choice, stated with the search; the runtimes follow from the registry.
@@ -69,7 +80,8 @@ class Candidate:
     """One pipeline of the search under one runtime."""
 
     stage: str
-    key: str  # the pipeline variant: "tool", "whole-tile", "acc-float32", "probs-back"
+    key: str  # the pipeline variant: "tool", "whole-tile", "acc-float32", "probs-back",
+    # "calls-K", "streams-S", "slabs"
     runtime: str
     pipeline: Pipeline
     how: str
@@ -108,6 +120,21 @@ def search(grid: tuple[int, ...], quick: bool, runtimes: tuple[str, ...] = RUNTI
                          "probabilities resampled back, then argmax (nnU-Net's way)"))
     out += [Candidate("options", TOOL_KEY, r, tool, "channels-last-3d off",
                       (("channels_last", False),)) for r in ("eager", "compile-bf16")]
+    exact = EXACT_RUNTIME if EXACT_RUNTIME in runtimes else first
+    out += [Candidate("calls", f"calls-{k}", exact, replace(tool, batch=k),
+                      f"{k} tiles per network call") for k in TILES_PER_CALL]
+    out += [Candidate("streams", f"streams-{STREAMS}", r, replace(tool, streams=STREAMS),
+                      f"{STREAMS} streams of 1 thread, {STREAMS} tiles in flight",
+                      (("streams", STREAMS),))
+            for r in dict.fromkeys((exact, first)) if r.startswith("openvino")]
+    out.append(Candidate("memory", "slabs", exact, replace(tool, memory="slabs"),
+                         "labels slab by slab (one slab of accumulators)"))
+    if "openvino-int8" in runtimes:
+        out += [Candidate("int8", TOOL_KEY, "openvino-int8", tool, how, (option,))
+                for how, option in (("first and last convolution in float",
+                                     ("keep_float", "first-last")),
+                                    ("NNCF preset mixed (asymmetric activations)",
+                                     ("preset", "mixed")))]
     return out
 
 
