@@ -33,14 +33,15 @@ from segbench.catalogue import pipeline_name
 from segbench.data.phantom import WIDE_HEAD_ORGANS
 from segbench.fidelity import TRAINED_DICE_FLOOR
 from segbench.results import Record
-from segbench.runtimes import REFERENCE, precision_of
-from segbench.runtimes import names as runtime_names
+from segbench.runtimes import REFERENCE, REGISTRY, precision_of
 from segbench.tables import DASH, num, status_text
 
 ORIGINAL = "mobilenetv4_conv_small"
 BASELINE = {"network": ORIGINAL, "width": 128, "runtime": "ort-fp32", "path": "full",
             "batch": 1}
-RUNTIMES = tuple(runtime_names())  # every runtime, in the registry's order (the rows' order)
+# every registered runtime, in the registry's order (the rows' order); the registry, not the
+# module map that tests extend with fakes, so the list does not depend on import order
+RUNTIMES = tuple(REGISTRY)
 FOCUS = ("compile-int8", "openvino-int8", "openvino-bf16")
 SEARCH_PATHS = ("blocked", "lowres", "corners")
 # the paths of stages 4-6: the exact reference, and the cheapest (whose Dice decides)

@@ -203,7 +203,7 @@ def both_champions(results_dir: Path, slug: str | None) -> list[str]:
     rows = c3d.answer_rows(files[0].records) if files else []
     if not rows:
         return []
-    line = c3d.headline(files[0].records)
+    line = c3d.headline(files[0].records, short=True)
     return [_wrap("Seconds per whole CT (HU in, labels out), both sides searched, the real tool "
                   "beside them, one run (512x512x280 phantom CT, `champion_3d`, "
                   f"{describe(files[0].machine)}):"), "",

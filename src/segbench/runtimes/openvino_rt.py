@@ -131,10 +131,10 @@ def quantize_nncf(model: ov.Model, arrays: Sequence[np.ndarray], preset: str,
         raise ValueError(f"unknown NNCF preset {preset!r}; valid: {', '.join(PRESETS)}")
     import nncf  # slow to import; only INT8 needs it
 
-    extra = {"ignored_scope": nncf.IgnoredScope(names=list(keep_float))} if keep_float else {}
+    scope = {"ignored_scope": nncf.IgnoredScope(names=list(keep_float))} if keep_float else {}
     return nncf.quantize(model, nncf.Dataset(list(arrays)), subset_size=len(arrays),
                          preset=nncf.QuantizationPreset(preset),
-                         target_device=nncf.TargetDevice.CPU, **extra)
+                         target_device=nncf.TargetDevice.CPU, **scope)
 
 
 @dataclass

@@ -189,16 +189,17 @@ def floor_seconds(r: Record, peak: dict[str, float]) -> float | None:
     return flops / top if flops and top else None
 
 
-def short_of_target(best: Record, records: Sequence[Record], tool: float) -> str:
+def short_of_target(best: Record, records: Sequence[Record], tool: float,
+                    short: bool = False) -> str:
     """Why the target is out of reach: the stages, the floor of the champion's precision, and
-    the fastest row that was faster but moved the labels."""
+    (unless ``short``) the fastest row that was faster but moved the labels."""
     peak = peaks(records)
     text = f"short of {TARGET_VS_TOOL:.0f}x; {limits(best, peak)}"
     floor = floor_seconds(best, peak)
     if floor:
         text += (f"; even at 100% of that peak its network would take {floor:.0f} s, and "
                  f"{TARGET_VS_TOOL:.0f}x needs {tool / TARGET_VS_TOOL:.0f} s per CT")
-    faster = [r for r in search_records(records) if r.ok and not qualifies(r)
+    faster = [] if short else [r for r in search_records(records) if r.ok and not qualifies(r)
               and (seconds_per_ct(r) or 1e9) < (seconds_per_ct(best) or 0)]
     if faster:
         f = min(faster, key=lambda r: seconds_per_ct(r) or 0.0)
@@ -208,8 +209,8 @@ def short_of_target(best: Record, records: Sequence[Record], tool: float) -> str
     return text
 
 
-def headline(records: Sequence[Record]) -> str:
-    """One line: both champions and the tool, one run."""
+def headline(records: Sequence[Record], short: bool = False) -> str:
+    """One line: both champions and the tool, one run (``short``: for the README)."""
     tool, best = tool_seconds(records), champion(records)
     two = next(iter(two_d(records)), None)
     if best is None:
@@ -221,7 +222,7 @@ def headline(records: Sequence[Record]) -> str:
         ratio = tool / b
         text += (f", {ratio:.1f}x the real TotalSegmentator --fast --ml"
                  + ("" if ratio >= TARGET_VS_TOOL else
-                    f": {short_of_target(best, records, tool)}"))
+                    f": {short_of_target(best, records, tool, short)}"))
     if two is not None:
         text += f". The 2D champion is {b / seconds_per_ct(two):.1f}x faster than the 3D one"
     return text + "."
