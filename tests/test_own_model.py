@@ -377,3 +377,171 @@ def test_memory_budget_refuses_a_pipeline_over_its_estimate_and_the_worker_skips
                 fidelity=False, extra={"method": "loop", "budget_refused": why})
     record = run_cell(cell)
     assert record.status == "skipped" and record.reason == why
+
+
+# --------------------------------------------------------------------------------------------
+# Labels per slab: the memory trade
+
+
+def test_a_misspelt_way_back_is_refused():
+    from segbench.pipelines.nnunet import NnunetPipeline
+
+    NnunetPipeline("unused", 3, (16, 16, 16), back="slabs")  # the name that exists
+    for wrong in ("slab", "Slabs", ""):
+        with pytest.raises(ValueError, match="back must be one of nnunet, chunked, slabs"):
+            NnunetPipeline("unused", 3, (16, 16, 16), back=wrong)
+    with pytest.raises(ValueError, match="got 'labels'"):
+        NnunetPipeline.from_dict({"model_dir": "unused", "classes": 3, "patch": [16, 16, 16],
+                                  "back": "labels"})
+
+
+def test_slab_estimate_is_far_below_the_full_ways_for_the_fast_network():
+    """TotalSegmentator --fast's network (118 classes, patch 112x112x128) on a 280x512x512 CT
+    at 1.5x0.78x0.78 mm seen at 3 mm: labels per slab hold one slab of accumulators and the
+    CT's labels in uint8, the full ways every accumulator and a CT-sized way back."""
+    from segbench.pipelines.nnunet import NnunetPipeline
+
+    grid, ct = (140, 133, 133), (280, 512, 512)
+    est = {back: NnunetPipeline("unused", 118, (112, 112, 128), back=back).buffer_bytes(grid, ct)
+           for back in ("nnunet", "chunked", "slabs")}
+    assert est["slabs"] * 3 < est["chunked"] < est["nnunet"]
+    assert est["slabs"] < 1.0 * 2**30
+    # the slab way's way back is one byte a CT voxel (plus the CT's float32 itself)
+    bigger = NnunetPipeline("unused", 118, (112, 112, 128), back="slabs").buffer_bytes(
+        grid, (300, 512, 512))
+    assert bigger - est["slabs"] == 20 * 512 * 512 * (1 + 4)
+    # the predictor holds nnU-Net's export whatever the back says
+    predictor = NnunetPipeline("unused", 118, (112, 112, 128), back="slabs", predictor=True)
+    assert predictor.buffer_bytes(grid, ct) == est["nnunet"]
+
+
+@needs_nnunet
+@pytest.mark.parametrize("mirror", [None, (0, 1, 2)])
+def test_slab_labels_identical_to_chunked_when_nothing_is_resampled(tmp_path, mirror):
+    """At the plans' spacing, with nothing to crop, both ways back are the argmax of the same
+    blend (float32 accumulators: no rounding to tell them apart)."""
+    from segbench.measure import StageClock
+    from segbench.pipelines import nnunet
+    from segbench.pipelines.scan import CT
+
+    folder = nf.read_folder(write_folder(tmp_path, classes=4, mirror=mirror))
+    net = nf.build_network(folder)
+    ct = CT(tiny_ct().hu, (2.0, 2.0, 2.0))
+    labels, stages = {}, {}
+    for back in ("chunked", "slabs"):
+        pipe = nnunet.NnunetPipeline.of_folder(folder, back=back, accumulate="float32")
+        data, props = nnunet.preprocess(ct, pipe)
+        assert data.shape[1:] == ct.shape  # the premise: no resampling, no crop
+        assert [list(b) for b in props["bbox_used_for_cropping"]] == [[0, n] for n in ct.shape]
+        stages[back] = StageClock()
+        with torch.no_grad():
+            labels[back] = nnunet.run(net, ct, pipe, stages[back])
+    assert labels["slabs"].shape == ct.shape and labels["slabs"].dtype == np.uint8
+    assert len(np.unique(labels["chunked"])) > 1
+    assert np.array_equal(labels["slabs"], labels["chunked"])
+    assert {"predict", "accumulate", "argmax", "resample back"} <= set(stages["slabs"].seconds)
+
+
+@needs_nnunet
+def test_slab_way_back_is_nnunets_order_0_segmentation_resampling(tmp_path):
+    """labels_back_nearest = nnU-Net's resampling of a segmentation to a shape at order 0, the
+    crop put back into its box (nnU-Net's insert_crop_into_image) and the transpose undone."""
+    from acvl_utils.cropping_and_padding.bounding_boxes import insert_crop_into_image
+    from nnunetv2.preprocessing.resampling.default_resampling import (
+        resample_data_or_seg_to_shape,
+    )
+
+    from segbench.pipelines import nnunet
+
+    pipe = nnunet.NnunetPipeline.of_folder(nf.read_folder(write_folder(tmp_path)), back="slabs")
+    rng = np.random.default_rng(3)
+    cases = [((10, 12, 12), (20, 30, 31), (2.0,) * 3, (1.0, 0.8, 0.8)),
+             ((7, 13, 9), (29, 13, 5), (3.0, 0.7, 1.5), (0.7, 0.7, 3.0)),  # separate z
+             ((9, 9, 9), (9, 9, 9), (2.0,) * 3, (2.0,) * 3)]
+    for grid, cropped, spacing_net, spacing_ct in cases:
+        seg = rng.integers(0, 5, grid).astype(np.uint8)
+        before = tuple(n + 3 for n in cropped)
+        bbox = [[1, 1 + n] for n in cropped]
+        props = {"shape_after_cropping_and_before_resampling": cropped,
+                 "shape_before_cropping": before, "bbox_used_for_cropping": bbox}
+        ours = nnunet.labels_back_nearest(seg, props, pipe, rows=4)
+        theirs = resample_data_or_seg_to_shape(seg[None], cropped, spacing_net, spacing_ct,
+                                               is_seg=True, order=0, order_z=0,
+                                               force_separate_z=None)[0]
+        theirs = insert_crop_into_image(np.zeros(before, dtype=np.uint8), theirs, bbox)
+        assert ours.shape == before and np.array_equal(ours, theirs)
+
+
+def _nifti_ct(path: Path) -> str:
+    import nibabel as nib
+
+    hu = np.concatenate([tiny_ct().hu] * 2)  # 40 x 24 x 24, then 64 x 64 in plane (air)
+    hu = np.pad(hu, ((0, 0), (20, 20), (20, 20)), constant_values=-1000.0)
+    nib.save(nib.Nifti1Image(hu.transpose(2, 1, 0).astype(np.int16),
+                             np.diag([1.5, 1.5, 2.5, 1.0])), str(path))
+    return str(path)
+
+
+@needs_nnunet
+def test_tight_budget_runs_labels_per_slab_where_the_chunked_way_is_refused(tmp_path):
+    from types import SimpleNamespace
+
+    from segbench.benchmarks.own_model import plan
+
+    folder = write_folder(tmp_path, classes=4)
+    ct = _nifti_ct(tmp_path / "ct.nii.gz")
+
+    def cells(budget=None):
+        opts = SimpleNamespace(
+            extra={"nnunet_model": str(folder), "fold": "0", "configuration": "",
+                   "checkpoint": "checkpoint_final.pth", "input": ct, "memory_budget": budget},
+            runtimes=["eager", "ort-fp32"], threads=1, quick=True, dry_run=True)
+        return {(c.extra["method"], c.runtime): c
+                for c in plan.nnunet_cells(SimpleNamespace(name="own_model"), opts, [ct])}
+
+    roomy = cells()
+    # without a budget: the slab way once, beside eager's chunked way and nnU-Net's export
+    assert set(roomy) == {("predictor", "eager"), ("loop-nnunet-back", "eager"),
+                          ("loop", "eager"), ("loop-slabs", "eager"), ("loop", "ort-fp32")}
+    assert not any("budget_refused" in c.extra for c in roomy.values())
+    est = {k: c.extra["estimated_peak_bytes"] for k, c in roomy.items()}
+    slab, chunked = est[("loop-slabs", "eager")], est[("loop", "eager")]
+    assert slab < chunked < est[("loop-nnunet-back", "eager")]
+    assert roomy[("loop-slabs", "eager")].scenario["pipeline"]["back"] == "slabs"
+
+    tight = cells((slab + chunked) / 2 / 2**30)  # between the two estimates
+    refused = {k for k, c in tight.items() if "budget_refused" in c.extra}
+    assert refused == {("predictor", "eager"), ("loop-nnunet-back", "eager"),
+                       ("loop", "eager"), ("loop", "ort-fp32")}
+    assert set(tight) - refused == {("loop-slabs", "eager"), ("loop-slabs", "ort-fp32")}
+    assert "exceeds the --memory-budget" in tight[("loop", "ort-fp32")].extra["budget_refused"]
+
+    too_tight = cells(slab / 2 / 2**30)  # nothing fits: no slab way added, eager's is refused
+    assert ("loop-slabs", "ort-fp32") not in too_tight
+    assert "budget_refused" in too_tight[("loop-slabs", "eager")].extra
+
+
+def test_view_says_what_labels_per_slab_cost_against_the_chunked_way():
+    from segbench.benchmarks.own_model import view
+    from segbench.results import Record
+
+    def record(method, runtime, ms, estimate, peak, dice=0.995, status="ok"):
+        return Record(benchmark="own_model", key=f"{method}|{runtime}", model="m",
+                      runtime=runtime, shape=[], batch=1, threads=2, status=status,
+                      timing={"latency_p50_ms": ms} if status == "ok" else {},
+                      extra={"method": method, "title": method, "dice_vs_eager": dice,
+                             "estimated_peak_bytes": estimate, "loop_peak_rss_bytes": peak,
+                             "stages_s": {"predict": 1.0, "argmax": 0.5,
+                                          "resample back": 0.25}})
+
+    records = [record("loop", "eager", 40_000, 4 * 2**30, 6 * 2**30),
+               record("loop-slabs", "eager", 43_500, 1 * 2**30, 2 * 2**30),
+               record("loop", "ort-fp32", 0, 4 * 2**30, None, status="skipped"),
+               record("loop-slabs", "ort-fp32", 30_000, 1 * 2**30, 2 * 2**30)]
+    text = " ".join(view.slab_costs(records))
+    assert "under eager against the chunked way back: +3.5 s per CT (43.5 s)" in text
+    assert "estimate -3.0 GiB, measured peak -4.0 GiB, Dice 0.9950" in text
+    assert "under ort-fp32: 30.0 s per CT" in text and "did not run (skipped)" in text
+    rows = {(r[0], r[1]): r for r in view.per_ct_rows(records)}
+    assert rows[("loop-slabs", "eager")][5] == "0.75"  # the way back counts the argmax
+    assert view.slab_costs(records[:1]) == []

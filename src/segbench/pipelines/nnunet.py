@@ -14,7 +14,12 @@ Two ways to segment one CT with the folder's network (``NnunetPipeline.predictor
   back: ``back="nnunet"`` nnU-Net's export (every class map resampled to the CT's grid at once,
   as nnUNetPredictor does) or ``back="chunked"`` a few class maps at a time with a running
   argmax (:func:`segbench.pipelines.resample.labels_back_probabilities`: the same argmax,
-  a fraction of the memory), then the crop and transpose undone.
+  a fraction of the memory), then the crop and transpose undone; or ``back="slabs"``, the memory
+  trade: :func:`segbench.sliding.sliding_window_labels` (one slab of accumulators, the argmax
+  taken slab by slab at the network's spacing), then the uint8 labels brought back as nnU-Net
+  resamples a segmentation at order 0 (:func:`labels_back_nearest`). That is not nnU-Net's way
+  back (it resamples class probabilities, then takes the argmax), so labels may move at organ
+  borders; the row's Dice against nnUNetPredictor says how far.
 
 Pre- and post-processing are nnU-Net's own functions, not copies: the pipeline's labels must
 agree with nnUNetPredictor's (Dice >= 0.99 at FP32) before its speed counts, and using the
@@ -34,7 +39,7 @@ import numpy as np
 
 from segbench.ownnet.nnunet_folder import CHECKPOINT, ModelFolder, cached_folder
 
-BACKS = ("nnunet", "chunked")
+BACKS = ("nnunet", "chunked", "slabs")
 
 
 @dataclass(frozen=True)
@@ -104,19 +109,36 @@ class NnunetPipeline:
         return tiles * (2 ** len(axes) if axes else 1)
 
     def scenario_bytes(self, ct_shape: Sequence[int], spacing: Sequence[float]) -> int:
-        """Bytes the loop holds besides the network's own forward: the preprocessed grid
-        (float32), the logit and weight accumulators over it, and the way back (``nnunet``:
-        every class map on the CT's grid in float32, as nnU-Net's export resamples them all
-        at once; ``chunked``: four at a time plus the running maximum and labels)."""
-        grid = math.prod(max(g, p) for g, p in zip(self.grid(ct_shape, spacing), self.patch))
-        width = 4 if self.accumulate == "float32" else 2
+        """Bytes the loop holds besides one tile's forward pass: :meth:`buffer_bytes` on the
+        grid the network sees."""
+        return self.buffer_bytes(self.grid(ct_shape, spacing), ct_shape)
+
+    def buffer_bytes(self, grid: Sequence[int], ct_shape: Sequence[int]) -> int:
+        """The sliding window's buffers on ``grid`` (:func:`segbench.sliding.low_memory_bytes`
+        without the tile's output, which the forward pass's estimate holds: the preprocessed
+        grid; the full way's accumulators over the whole grid and two all-class product
+        buffers, both float32 with nnU-Net's one rounding; the slab way's one slab of
+        accumulators, chunk-deep products and the grid's uint8 labels), then the way back
+        (``nnunet``: every class map on the CT's grid in float32, as nnU-Net's export resamples
+        them all at once; ``chunked``: four at a time plus the running maximum and labels;
+        ``slabs``: the uint8 labels on the CT's grid) and the CT itself (float32)."""
+        from segbench.sliding import low_memory_bytes
+
+        tile = math.prod(self.patch)
+        slabs = self.back == "slabs" and not self.predictor
+        window = low_memory_bytes(grid, self.patch, self.classes, self.accumulate)
+        held = window["slabs" if slabs else "full"] - 4 * self.classes * tile
+        if not slabs and self.accumulate != "float32":  # round_once: a float32 sum buffer
+            held += 2 * self.classes * tile
+        padded = math.prod(max(g, p) for g, p in zip(grid, self.patch))
         ct = math.prod(ct_shape)
-        held = grid * 4 + grid * (self.classes + 1) * width
         if self.predictor or self.back == "nnunet":
-            back = ct * self.classes * 4 + grid * self.classes * 4
-        else:
+            back = ct * self.classes * 4 + padded * self.classes * 4
+        elif self.back == "chunked":
             back = ct * (4 * 4 + 4 + 1)
-        return held + back + ct * 4  # + the CT itself
+        else:
+            back = ct
+        return held + back + ct * 4
 
 
 # --------------------------------------------------------------------------------------------
@@ -214,6 +236,33 @@ def labels_back(logits: Any, props: dict[str, Any], pipe: NnunetPipeline) -> np.
     return out.transpose(m.plans.transpose_backward)
 
 
+def nearest_index(size_in: int, size_out: int) -> np.ndarray:
+    """For each of ``size_out`` voxels, the nearest of ``size_in`` along one axis, the two
+    grids' outer edges aligned: nnU-Net's order-0 segmentation resampling (skimage's resize,
+    scipy's zoom in grid mode; a test checks the two agree)."""
+    index = ((np.arange(size_out) + 0.5) * (size_in / size_out)).astype(np.int64)
+    return np.minimum(index, size_in - 1)
+
+
+def labels_back_nearest(seg: np.ndarray, props: dict[str, Any], pipe: NnunetPipeline,
+                        rows: int = 16) -> np.ndarray:
+    """Labels on the CT's grid from uint8 labels on the network's grid, in nnU-Net's export's
+    order for a segmentation: resampled to the cropped shape (order 0, ``rows`` output slices
+    at a time, written straight into the box), put back into the crop's box, the transpose
+    undone. Holds the CT-sized uint8 output and one slab besides the grid's labels."""
+    m = managers_of(pipe)
+    shape = tuple(props["shape_after_cropping_and_before_resampling"])
+    out = np.zeros(tuple(props["shape_before_cropping"]), dtype=np.uint8)
+    box = out[tuple(slice(lo, hi) for lo, hi in props["bbox_used_for_cropping"])]
+    if tuple(seg.shape) == shape:
+        box[...] = seg
+    else:
+        z, y, x = (nearest_index(i, o) for i, o in zip(seg.shape, shape))
+        for first in range(0, shape[0], rows):
+            box[first:first + rows] = seg[np.ix_(z[first:first + rows], y, x)]
+    return out.transpose(m.plans.transpose_backward)
+
+
 def run(call: Any, ct: Any, pipe: NnunetPipeline, stages: Any) -> np.ndarray:
     """Segment ``ct`` (uint8 labels of its shape): nnUNetPredictor end to end, or the project's
     loop around ``call``."""
@@ -230,9 +279,18 @@ def run(call: Any, ct: Any, pipe: NnunetPipeline, stages: Any) -> np.ndarray:
 
 def infer(call: Any, data: np.ndarray, props: dict[str, Any], pipe: NnunetPipeline,
           stages: Any) -> np.ndarray:
-    """The project's loop from nnU-Net's preprocessed CT: sliding window, then the way back."""
+    """The project's loop from nnU-Net's preprocessed CT: sliding window, then the way back
+    (stages "predict", "accumulate", with ``slabs`` "argmax", then "resample back")."""
     from segbench import volume
 
+    if pipe.back == "slabs":
+        seg = volume.sliding_window_labels(
+            call, data, pipe.patch, pipe.step, pipe.classes, mirror=pipe.mirror_axes or False,
+            accumulate=pipe.accumulate, stages=stages,
+            weights=gaussian(pipe.patch, pipe.accumulate))
+        del data
+        with stages.stage("resample back"):  # nearest neighbour, the crop and transpose undone
+            return labels_back_nearest(seg, props, pipe)
     logits = volume.sliding_window_predict(
         call, data, pipe.patch, pipe.step, pipe.classes, mirror=pipe.mirror_axes or False,
         accumulate=pipe.accumulate, stages=stages, weights=gaussian(pipe.patch, pipe.accumulate),

@@ -7,16 +7,19 @@ On one CT (the ``--input`` file, or the first file of an ``--input`` folder):
 2. the project's loop around the folder's network (nnU-Net's preprocessing and Gaussian, the
    project's sliding window, :mod:`segbench.pipelines.nnunet`) under each runtime, with the way
    back ``chunked`` (a few class maps at a time), and once under eager with nnU-Net's own
-   export (``nnunet``: all class maps at once) to show what that costs;
+   export (``nnunet``: all class maps at once) to show what that costs, and labels per slab
+   (``slabs``: the argmax at the network's spacing, far less memory, not nnU-Net's way back)
+   under eager (or the first runtime given) to show what the memory trade costs in seconds;
 3. with a folder of CTs, the cohort (follow-up cells, :mod:`segbench.pipelines.cohort`): the
    fastest pipeline whose labels agree with the predictor's (Dice >= 0.99) over every CT, the
    network loaded once, without and with reading and preprocessing the next CT while the
    current one runs.
 
 ``--memory-budget GB``: a cell whose estimated peak exceeds it is not run; its row carries the
-estimate. The commands as users run them (``nnUNetv2_predict_from_modelfolder``; with
-``--peers`` the real TotalSegmentator one file at a time) are rows after the cells
-(:mod:`segbench.peers.nnunet_cli`).
+estimate. A runtime whose chunked loop is over the budget gets the slab way instead, if that fits
+(an answer per runtime for a tight budget). The commands as users run them
+(``nnUNetv2_predict_from_modelfolder``; with ``--peers`` the real TotalSegmentator one file at a
+time) are rows after the cells (:mod:`segbench.peers.nnunet_cli`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from segbench import fields
 from segbench.benchmarks.whole_ct.plan import loop_protocol
 from segbench.cell import Cell
 from segbench.cli import UsageError
@@ -39,6 +43,9 @@ RUNTIMES = ("eager", "openvino-fp32", "openvino-bf16", "openvino-int8", "ort-fp3
 QUICK_RUNTIMES = ("eager",)
 CELL_TIMEOUT = 1800.0
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
+CHUNKED_TITLE = "project loop, class maps back a few at a time"
+SLABS_TITLE = ("project loop, labels per slab (argmax at the network's spacing, nearest back: "
+               "less memory, not nnU-Net's way back)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -257,12 +264,18 @@ def nnunet_cells(bench: Any, opts: Any, files: list[str]) -> list[Cell]:
                        method="loop-nnunet-back",
                        title="project loop, nnU-Net's export (all class maps at once)",
                        reference=ref, saves=False)]
+    slab_runtime = REFERENCE_RUNTIME if REFERENCE_RUNTIME in opts.runtimes else opts.runtimes[0]
     for runtime in opts.runtimes:
-        cells.append(loop_cell(bench, opts, folder, spec, runtime, ct,
-                               NnunetPipeline.of_folder(folder, back="chunked", **s), shape,
-                               spacing, method="loop",
-                               title="project loop, class maps back a few at a time",
-                               reference=ref, saves=False))
+        chunked, slabs = (
+            loop_cell(bench, opts, folder, spec, runtime, ct,
+                      NnunetPipeline.of_folder(folder, back=back, **s), shape, spacing,
+                      method=method, title=title, reference=ref, saves=False)
+            for back, method, title in (("chunked", "loop", CHUNKED_TITLE),
+                                        ("slabs", "loop-slabs", SLABS_TITLE)))
+        cells.append(chunked)
+        over = fields.BUDGET_REFUSED in chunked.extra and fields.BUDGET_REFUSED not in slabs.extra
+        if runtime == slab_runtime or over:  # the slab way beside the full ways, or instead
+            cells.append(slabs)
     if not getattr(opts, "dry_run", False):
         print(f"model folder {folder.path.name} ({folder.classes} classes, patch "
               f"{'x'.join(map(str, folder.patch))}); CT {Path(files[0]).name}"
@@ -276,8 +289,10 @@ def nnunet_cells(bench: Any, opts: Any, files: list[str]) -> list[Cell]:
 
 
 def best_loop(records: list[Any]) -> Any:
-    """The fastest project loop whose labels agree with the predictor's (Dice >= 0.99)."""
-    ok = [r for r in records if r.ok and r.timing and r.extra.get("method") == "loop"
+    """The fastest project loop whose labels agree with the predictor's (Dice >= 0.99): a
+    chunked way back or labels per slab (the way a tight --memory-budget leaves)."""
+    ok = [r for r in records if r.ok and r.timing
+          and r.extra.get("method") in ("loop", "loop-slabs")
           and (r.extra.get("dice_vs_eager") or 0.0) >= DICE_FLOOR]
     return min(ok, key=lambda r: 1.0 / r.timing["throughput"]) if ok else None
 

@@ -15,12 +15,12 @@ from segbench.results import Record
 from segbench.tables import DASH
 
 DICE_FLOOR = 0.99  # plan.DICE_FLOOR (the view never imports the plan)
-STAGES = ("preprocess", "predict", "accumulate", "resample back", "nnU-Net predictor")
+STAGES = ("preprocess", "predict", "accumulate", "argmax", "resample back", "nnU-Net predictor")
 
 
 def per_ct_records(records: Sequence[Record]) -> list[Record]:
     return [r for r in records if r.extra.get("method") in ("predictor", "loop-nnunet-back",
-                                                            "loop")
+                                                            "loop", "loop-slabs")
             or r.key == "command:nnunet:one"]
 
 
@@ -87,15 +87,49 @@ def per_ct_rows(records: Sequence[Record]) -> list[list[str]]:
         s = seconds(r)
         st = r.extra.get("stages_s") or {}
         network = (st.get("predict", 0.0) + st.get("accumulate", 0.0)) if st else None
+        # the way back includes the argmax (the slab way takes it per slab, in its own stage)
+        back = st.get("resample back", 0.0) + st.get("argmax", 0.0)
         d = dice(r)
         rows.append([title(r), r.runtime, _secs(s),
                      _secs(st.get("preprocess")) if "preprocess" in st else DASH,
                      _secs(network) if network else DASH,
-                     _secs(st.get("resample back")) if "resample back" in st else DASH,
+                     _secs(back) if "resample back" in st else DASH,
                      peak(r), _gib(r.extra.get("estimated_peak_bytes")),
                      DASH if d is None else f"{d:.4f}",
                      f"{base / s:.2f}x" if base and s else DASH, verdict(r)])
     return rows
+
+
+def _dice(r: Record) -> str:
+    d = dice(r)
+    return DASH if d is None else f"{d:.4f}"
+
+
+def _delta_gib(a: int | None, b: int | None) -> str:
+    return DASH if not a or not b else f"{(a - b) / 2**30:+.1f} GiB"
+
+
+def slab_costs(records: Sequence[Record]) -> list[str]:
+    """What labels per slab cost against the chunked way back under the same runtime: seconds,
+    estimate and measured peak; or the chunked way's estimate where the budget refused it."""
+    out = []
+    for r in per_ct_records(records):
+        chunked = next((c for c in records if c.extra.get("method") == "loop"
+                        and c.runtime == r.runtime), None)
+        if r.extra.get("method") != "loop-slabs" or chunked is None or seconds(r) is None:
+            continue
+        est, est_c = (x.extra.get(fields.ESTIMATED_PEAK_BYTES) for x in (r, chunked))
+        if seconds(chunked) is None:
+            out.append(f"Labels per slab under {r.runtime}: {seconds(r):.1f} s per CT, "
+                       f"estimate {_gib(est)}, Dice {_dice(r)} against nnUNetPredictor, where "
+                       f"the chunked way back ({_gib(est_c)}) did not run ({chunked.status}).")
+            continue
+        peaks = [x.extra.get(fields.LOOP_PEAK_RSS_BYTES) for x in (r, chunked)]
+        out.append(f"Labels per slab under {r.runtime} against the chunked way back: "
+                   f"{seconds(r) - seconds(chunked):+.1f} s per CT ({seconds(r):.1f} s), "
+                   f"estimate {_delta_gib(est, est_c)}, measured peak {_delta_gib(*peaks)}, "
+                   f"Dice {_dice(r)} against nnUNetPredictor.")
+    return out
 
 
 COHORT_HEADERS = ["cohort pipeline", "runtime", "CTs", "median s / CT", "p90 s / CT",
@@ -184,6 +218,9 @@ def tables(view: Any, results: Any) -> list[tuple[str, str]]:
         parts.append((f"One CT, {model_name(records)}: nnU-Net's own predictor and command, "
                       "and the project's loop under each runtime",
                       tabulate(rows, PER_CT_HEADERS, tablefmt="github")))
+    lines = slab_costs(records)
+    if lines:
+        parts.append(("", " ".join(lines)))
     rows = cohort_rows(records)
     if rows:
         parts.append(("A cohort: the network loaded once (without and with the next CT read "
