@@ -178,11 +178,10 @@ def _small_unet(classes=4):
                                torch.nn.Conv3d(6, classes, 1)).eval()
 
 
-def test_tiles_per_call_streams_and_slabs_keep_the_loops_labels_under_openvino():
+def _openvino_knobs_keep_labels():
     """The knobs that must not move labels, end to end through the whole-CT loop and a real
     OpenVINO FP32 model: tiles per call (a graph of batch 2), 2 streams (calls from 2 threads)
     and labels slab by slab all give the serial loop's labels."""
-    pytest.importorskip("openvino")
     from dataclasses import replace
 
     from segbench import runtimes
@@ -209,6 +208,22 @@ def test_tiles_per_call_streams_and_slabs_keep_the_loops_labels_under_openvino()
         np.testing.assert_array_equal(labels[name], labels["serial"], err_msg=name)
     # a batch-2 graph may pick other kernels: the labels agree, the last bits may not
     assert (labels["calls"] == labels["serial"]).mean() > 0.999
+
+
+def _in_fresh_process(body):
+    """Run ``body`` (a module-level function) in a spawned interpreter: several OpenVINO
+    models compiled in the pytest process leave it crashing (SIGSEGV) in later tests that fork
+    workers (test_faults), so tests that compile more than one keep them out of it."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        pool.apply(body)
+
+
+def test_tiles_per_call_streams_and_slabs_keep_the_loops_labels_under_openvino():
+    """See :func:`_openvino_knobs_keep_labels` (run in a fresh process)."""
+    pytest.importorskip("openvino")
+    _in_fresh_process(_openvino_knobs_keep_labels)
 
 
 def test_the_search_holds_the_knobs_that_keep_labels_and_the_int8_layer_choices():
@@ -240,8 +255,7 @@ def test_a_pipeline_refuses_slabs_without_the_nearest_way_back_and_bad_counts():
     assert Pipeline.from_dict(replace(tool, streams=2).to_dict()).streams == 2
 
 
-def test_openvino_int8_leaves_the_named_convolutions_in_float():
-    pytest.importorskip("openvino")
+def _int8_keeps_named_convolutions():
     from segbench import runtimes
 
     net = _small_unet()
@@ -257,3 +271,8 @@ def test_openvino_int8_leaves_the_named_convolutions_in_float():
         prepared.cleanup()
     with pytest.raises(ValueError, match="INT8 option"):
         runtimes.get("openvino-fp32").prepare(net, example, 2, keep_float="last")
+
+
+def test_openvino_int8_leaves_the_named_convolutions_in_float():
+    pytest.importorskip("openvino")
+    _in_fresh_process(_int8_keeps_named_convolutions)

@@ -209,17 +209,26 @@ class OpenVinoRuntime:
 
     @staticmethod
     def _caller(compiled: ov.CompiledModel) -> Any:
-        import threading
+        import queue
 
-        local = threading.local()  # one infer request per calling thread (streams)
+        # infer requests owned by the caller (not by the calling threads, whose thread-local
+        # objects would outlive the model): one is made when a call finds none free, so calls
+        # from S threads at once (streams) end with S requests
+        free: queue.SimpleQueue = queue.SimpleQueue()
+        made: list[Any] = []
 
         def call(x: torch.Tensor) -> np.ndarray | list[np.ndarray]:
-            request = getattr(local, "request", None)
-            if request is None:
-                request = local.request = compiled.create_infer_request()
-            # inputs shared (zero-copy, like ORT's x.numpy()); outputs copied out, as ORT and
-            # eager hand back fresh arrays, and so they outlive the request
-            result = request.infer({0: x.numpy()}, share_inputs=True, share_outputs=False)
+            try:
+                request = free.get_nowait()
+            except queue.Empty:
+                request = compiled.create_infer_request()
+                made.append(request)
+            try:
+                # inputs shared (zero-copy, like ORT's x.numpy()); outputs copied out, as ORT
+                # and eager hand back fresh arrays, and so they outlive the request
+                result = request.infer({0: x.numpy()}, share_inputs=True, share_outputs=False)
+            finally:
+                free.put(request)
             outputs = list(result.to_tuple())
             return outputs[0] if len(outputs) == 1 else outputs
 
