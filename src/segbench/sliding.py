@@ -176,8 +176,10 @@ def _tile_groups(predict: Callable[[torch.Tensor], Any], x: torch.Tensor,
             yield done, future.result()
 
 
-def _check_window_args(accumulate: str, volume: Any, patch: Sequence[int], tiles_per_call: int,
-                       streams: int) -> tuple[torch.dtype, torch.Tensor]:
+def _padded_volume(accumulate: str, volume: Any, patch: Sequence[int], tiles_per_call: int,
+                   streams: int) -> tuple[torch.dtype, torch.Tensor, tuple[int, ...], list]:
+    """The arguments checked; (accumulator dtype, the volume as float32 zero-padded (centred)
+    to at least the patch, its spatial shape before padding, the (before, after) pads)."""
     if accumulate not in ACCUMULATOR_DTYPES:
         raise ValueError(f"accumulate must be one of {', '.join(ACCUMULATOR_DTYPES)}, "
                          f"got {accumulate!r}")
@@ -188,7 +190,21 @@ def _check_window_args(accumulate: str, volume: Any, patch: Sequence[int], tiles
     if x.dim() != len(patch) + 1:
         raise ValueError(f"volume must be (C_in, *spatial) with {len(patch)} spatial axes, "
                          f"got shape {tuple(x.shape)}")
-    return ACCUMULATOR_DTYPES[accumulate], x
+    spatial = tuple(x.shape[1:])
+    pads = padding_to_patch(spatial, patch)
+    # F.pad takes (before, after) pairs from the last axis backwards
+    x = F.pad(x, [p for pair in reversed(pads) for p in pair])
+    return ACCUMULATOR_DTYPES[accumulate], x, spatial, pads
+
+
+def _timed(outputs: Any, stages: Any) -> Any:
+    """The items of :func:`_tile_groups`, the wait for each clocked as stage "predict"."""
+    while True:
+        with stages.stage("predict"):
+            item = next(outputs, None)
+        if item is None:
+            return
+        yield item
 
 
 class _Blender:
@@ -257,12 +273,8 @@ def sliding_window_predict(predict: Callable[[torch.Tensor], Any],
     in-place add of float32 into float16 takes a slow path, many times a same-dtype add, so one
     rounding is done through a float32 buffer).
     """
-    dtype, x = _check_window_args(accumulate, volume, patch, tiles_per_call, streams)
+    dtype, x, spatial, pads = _padded_volume(accumulate, volume, patch, tiles_per_call, streams)
     stages = stages or _NoStages()
-    spatial = tuple(x.shape[1:])
-    pads = padding_to_patch(spatial, patch)
-    # F.pad takes (before, after) pairs from the last axis backwards
-    x = F.pad(x, [p for pair in reversed(pads) for p in pair])
     padded = tuple(x.shape[1:])
 
     blend = _Blender(patch, num_classes, dtype,
@@ -273,12 +285,7 @@ def sliding_window_predict(predict: Callable[[torch.Tensor], Any],
     tiles = list(itertools.product(*tile_grid(padded, patch, step)))
     outputs = _tile_groups(predict, x, tiles, patch, num_classes, mirror, tiles_per_call,
                            streams)
-    while True:
-        with stages.stage("predict"):
-            item = next(outputs, None)
-        if item is None:
-            break
-        group, pred = item
+    for group, pred in _timed(outputs, stages):
         with stages.stage("accumulate"):
             for starts, one in zip(group, pred):
                 window = tuple(slice(s, s + p) for s, p in zip(starts, patch))
@@ -313,11 +320,8 @@ def sliding_window_labels(predict: Callable[[torch.Tensor], Any],
     """
     from segbench.pipelines.resample import argmax_labels
 
-    dtype, x = _check_window_args(accumulate, volume, patch, tiles_per_call, streams)
+    dtype, x, spatial, pads = _padded_volume(accumulate, volume, patch, tiles_per_call, streams)
     stages = stages or _NoStages()
-    spatial = tuple(x.shape[1:])
-    pads = padding_to_patch(spatial, patch)
-    x = F.pad(x, [p for pair in reversed(pads) for p in pair])
     padded = tuple(x.shape[1:])
     blend = _Blender(patch, num_classes, dtype,
                      _accumulator_weights(patch, use_gaussian, dtype, weights), False,
@@ -354,12 +358,7 @@ def sliding_window_labels(predict: Callable[[torch.Tensor], Any],
 
     outputs = _tile_groups(predict, x, tiles, patch, num_classes, mirror, tiles_per_call,
                            streams)
-    while True:
-        with stages.stage("predict"):
-            item = next(outputs, None)
-        if item is None:
-            break
-        group, pred = item
+    for group, pred in _timed(outputs, stages):
         for starts, one in zip(group, pred):
             while starts[0] != firsts[slab]:  # a new slab starts: the rows before it are final
                 slab += 1

@@ -236,20 +236,15 @@ def labels_back(logits: Any, props: dict[str, Any], pipe: NnunetPipeline) -> np.
     return out.transpose(m.plans.transpose_backward)
 
 
-def nearest_index(size_in: int, size_out: int) -> np.ndarray:
-    """For each of ``size_out`` voxels, the nearest of ``size_in`` along one axis, the two
-    grids' outer edges aligned: nnU-Net's order-0 segmentation resampling (skimage's resize,
-    scipy's zoom in grid mode; a test checks the two agree)."""
-    index = ((np.arange(size_out) + 0.5) * (size_in / size_out)).astype(np.int64)
-    return np.minimum(index, size_in - 1)
-
-
 def labels_back_nearest(seg: np.ndarray, props: dict[str, Any], pipe: NnunetPipeline,
                         rows: int = 16) -> np.ndarray:
     """Labels on the CT's grid from uint8 labels on the network's grid, in nnU-Net's export's
     order for a segmentation: resampled to the cropped shape (order 0, ``rows`` output slices
     at a time, written straight into the box), put back into the crop's box, the transpose
-    undone. Holds the CT-sized uint8 output and one slab besides the grid's labels."""
+    undone. Holds the CT-sized uint8 output and one slab besides the grid's labels. The
+    indices are :func:`segbench.pipelines.resample.nearest_indices` (grid mode, centres
+    aligned: nnU-Net's order-0 resampling of a segmentation; a test checks the two agree)."""
+    from segbench.pipelines.resample import nearest_indices
     m = managers_of(pipe)
     shape = tuple(props["shape_after_cropping_and_before_resampling"])
     out = np.zeros(tuple(props["shape_before_cropping"]), dtype=np.uint8)
@@ -257,7 +252,7 @@ def labels_back_nearest(seg: np.ndarray, props: dict[str, Any], pipe: NnunetPipe
     if tuple(seg.shape) == shape:
         box[...] = seg
     else:
-        z, y, x = (nearest_index(i, o) for i, o in zip(seg.shape, shape))
+        z, y, x = (nearest_indices(i, o) for i, o in zip(seg.shape, shape))
         for first in range(0, shape[0], rows):
             box[first:first + rows] = seg[np.ix_(z[first:first + rows], y, x)]
     return out.transpose(m.plans.transpose_backward)
